@@ -1,0 +1,41 @@
+"""cloudvolume-lite: fast, safe numpy access to Neuroglancer Precomputed volumes.
+
+    import cloudvolume_lite as cvl
+    vol = cvl.Volume("gs://bucket/dataset/image")
+    cutout = vol[0:512, 0:512, 100:164]      # (X, Y, Z, C) numpy array
+"""
+
+from .bbox import Bbox
+from .errors import (
+    ChunkNotFoundError,
+    DecodeError,
+    InfoError,
+    OutOfBoundsError,
+    RequestError,
+    StoreError,
+    UnsupportedEncodingError,
+    VolumeError,
+)
+from .info import Info, Scale, Sharding
+from .stores import Store, StoreRegistry
+from .volume import Volume
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Bbox",
+    "ChunkNotFoundError",
+    "DecodeError",
+    "Info",
+    "InfoError",
+    "OutOfBoundsError",
+    "RequestError",
+    "Scale",
+    "Sharding",
+    "Store",
+    "StoreError",
+    "StoreRegistry",
+    "UnsupportedEncodingError",
+    "Volume",
+    "VolumeError",
+]

@@ -1,0 +1,270 @@
+"""Frozen records parsed from a Precomputed ``info`` file, and the chunk grid they define."""
+
+from __future__ import annotations
+
+import json
+import math
+import numbers
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Iterator, Mapping, Sequence
+
+import numpy as np
+
+from .bbox import Bbox, Vec3
+from .errors import InfoError
+
+#: data types readers accept: the spec's eight plus the two CloudVolume also writes.
+DATA_TYPES = ("uint8", "int8", "uint16", "int16", "uint32", "int32", "uint64", "int64", "float32", "float64")
+SHARD_HASHES = ("identity", "murmurhash3_x86_128")
+SHARD_ENCODINGS = ("raw", "gzip")
+
+
+def _fail(source: str, what: str) -> InfoError:
+    return InfoError(f"invalid info at {source}: {what}")
+
+
+def _ints(v: Any, n: int, name: str, source: str, minimum: int | None = None) -> tuple[int, ...]:
+    if not isinstance(v, (list, tuple)) or len(v) != n:
+        raise _fail(source, f"{name} must be a list of {n} integers, got {v!r}")
+    out = []
+    for x in v:
+        if isinstance(x, bool) or not isinstance(x, numbers.Number) or x != int(x):
+            raise _fail(source, f"{name} must be a list of {n} integers, got {v!r}")
+        if minimum is not None and x < minimum:
+            raise _fail(source, f"{name} entries must be >= {minimum}, got {v!r}")
+        out.append(int(x))
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class Sharding:
+    """A ``neuroglancer_uint64_sharded_v1`` spec."""
+
+    preshift_bits: int
+    hash: str
+    minishard_bits: int
+    shard_bits: int
+    minishard_index_encoding: str = "raw"
+    data_encoding: str = "raw"
+
+    @classmethod
+    def from_json(cls, obj: Any, source: str = "<info>") -> "Sharding":
+        if not isinstance(obj, Mapping):
+            raise _fail(source, f"sharding must be an object, got {obj!r}")
+        if obj.get("@type") != "neuroglancer_uint64_sharded_v1":
+            raise _fail(source, f"sharding @type must be 'neuroglancer_uint64_sharded_v1', got {obj.get('@type')!r}")
+        bits = {}
+        for name in ("preshift_bits", "minishard_bits", "shard_bits"):
+            v = obj.get(name)
+            if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= 64:
+                raise _fail(source, f"sharding {name} must be an integer 0..64, got {v!r}")
+            bits[name] = v
+        if bits["minishard_bits"] + bits["shard_bits"] > 64:
+            raise _fail(source, "sharding minishard_bits + shard_bits must be <= 64")
+        h = obj.get("hash")
+        if h not in SHARD_HASHES:
+            raise _fail(source, f"sharding hash must be one of {SHARD_HASHES}, got {h!r}")
+        enc = {}
+        for name in ("minishard_index_encoding", "data_encoding"):
+            v = obj.get(name, "raw")
+            v = "raw" if v is None else str(v).lower()
+            if v not in SHARD_ENCODINGS:
+                raise _fail(source, f"sharding {name} must be one of {SHARD_ENCODINGS}, got {v!r}")
+            enc[name] = v
+        return cls(hash=h, **bits, **enc)
+
+    def to_json(self) -> dict:
+        return {
+            "@type": "neuroglancer_uint64_sharded_v1",
+            "data_encoding": self.data_encoding,
+            "hash": self.hash,
+            "minishard_bits": self.minishard_bits,
+            "minishard_index_encoding": self.minishard_index_encoding,
+            "preshift_bits": self.preshift_bits,
+            "shard_bits": self.shard_bits,
+        }
+
+
+@dataclass(frozen=True)
+class Scale:
+    """One entry of ``info["scales"]``: a grid of chunks at one resolution."""
+
+    key: str
+    size: Vec3
+    voxel_offset: Vec3
+    resolution: tuple[float, float, float]
+    chunk_sizes: tuple[Vec3, ...]
+    encoding: str
+    compressed_segmentation_block_size: Vec3 | None = None
+    sharding: Sharding | None = None
+    extra: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+
+    @classmethod
+    def from_json(cls, obj: Any, source: str = "<info>", index: int = 0) -> "Scale":
+        where = f"{source} scales[{index}]"
+        if not isinstance(obj, Mapping):
+            raise _fail(where, f"a scale must be an object, got {type(obj).__name__}")
+        key = obj.get("key")
+        if not isinstance(key, str) or not key.strip("/"):
+            raise _fail(where, f"key must be a non-empty string, got {key!r}")
+        size = _ints(obj.get("size"), 3, "size", where, minimum=0)
+        offset = _ints(obj.get("voxel_offset", [0, 0, 0]) or [0, 0, 0], 3, "voxel_offset", where)
+        res = obj.get("resolution")
+        if (
+            not isinstance(res, (list, tuple))
+            or len(res) != 3
+            or not all(isinstance(r, numbers.Real) and not isinstance(r, bool) and r > 0 and math.isfinite(r) for r in res)
+        ):
+            raise _fail(where, f"resolution must be 3 positive numbers (nm), got {res!r}")
+        cs = obj.get("chunk_sizes")
+        if isinstance(cs, (list, tuple)) and len(cs) == 3 and all(isinstance(c, int) for c in cs):
+            cs = [cs]  # tolerate a single flat [cx, cy, cz]
+        if not isinstance(cs, (list, tuple)) or not cs:
+            raise _fail(where, f"chunk_sizes must be a non-empty list of [cx, cy, cz], got {cs!r}")
+        chunk_sizes = tuple(_ints(c, 3, "chunk_sizes entry", where, minimum=1) for c in cs)
+        enc = obj.get("encoding")
+        if not isinstance(enc, str) or not enc:
+            raise _fail(where, f"encoding must be a string, got {enc!r}")
+        block = obj.get("compressed_segmentation_block_size")
+        block = None if block is None else _ints(block, 3, "compressed_segmentation_block_size", where, minimum=1)
+        sh = obj.get("sharding")
+        sharding = None if sh is None else Sharding.from_json(sh, where)
+        known = {
+            "key", "size", "voxel_offset", "resolution", "chunk_sizes", "encoding",
+            "compressed_segmentation_block_size", "sharding",
+        }
+        extra = MappingProxyType({k: v for k, v in obj.items() if k not in known})
+        return cls(
+            key=key, size=size, voxel_offset=offset,  # type: ignore[arg-type]
+            resolution=tuple(res), chunk_sizes=chunk_sizes, encoding=enc.lower(),  # type: ignore[arg-type]
+            compressed_segmentation_block_size=block, sharding=sharding, extra=extra,  # type: ignore[arg-type]
+        )
+
+    def to_json(self) -> dict:
+        out: dict[str, Any] = {
+            "chunk_sizes": [list(c) for c in self.chunk_sizes],
+            "encoding": self.encoding,
+            "key": self.key,
+            "resolution": list(self.resolution),
+            "size": list(self.size),
+            "voxel_offset": list(self.voxel_offset),
+        }
+        if self.compressed_segmentation_block_size is not None:
+            out["compressed_segmentation_block_size"] = list(self.compressed_segmentation_block_size)
+        if self.sharding is not None:
+            out["sharding"] = self.sharding.to_json()
+        out.update(self.extra)
+        return dict(sorted(out.items()))
+
+    # -- the chunk grid (spec section 3) --------------------------------------------------------
+    @property
+    def chunk_size(self) -> Vec3:
+        """The first (primary) chunk size; extra ``chunk_sizes`` are copies we do not need."""
+        return self.chunk_sizes[0]
+
+    @property
+    def bounds(self) -> Bbox:
+        return Bbox.from_shape(self.voxel_offset, self.size)
+
+    @property
+    def grid_size(self) -> Vec3:
+        return tuple(-(-s // c) for s, c in zip(self.size, self.chunk_size))  # type: ignore[return-value]
+
+    def chunk_bbox(self, cell: Sequence[int]) -> Bbox:
+        """The clipped voxel box of grid cell ``cell``."""
+        lo = [o + g * c for o, g, c in zip(self.voxel_offset, cell, self.chunk_size)]
+        hi = [o + min((g + 1) * c, s) for o, g, c, s in zip(self.voxel_offset, cell, self.chunk_size, self.size)]
+        return Bbox(lo, hi)
+
+    def chunk_name(self, cell: Sequence[int]) -> str:
+        """The unsharded chunk file name ``x0-x1_y0-y1_z0-z1``, relative to the scale's key."""
+        b = self.chunk_bbox(cell)
+        return "_".join(f"{l}-{h}" for l, h in zip(b.minpt, b.maxpt))
+
+    def cells(self, bbox: Bbox) -> Iterator[Vec3]:
+        """Grid cells that ``bbox`` touches."""
+        return bbox.grid_cells(self.voxel_offset, self.chunk_size, self.grid_size)
+
+    def is_aligned(self, bbox: Bbox) -> bool:
+        """True when ``bbox`` starts and ends on chunk boundaries (or the volume's upper edge)."""
+        for lo, hi, o, c, s in zip(bbox.minpt, bbox.maxpt, self.voxel_offset, self.chunk_size, self.size):
+            if (lo - o) % c:
+                return False
+            if (hi - o) % c and hi != o + s:
+                return False
+        return True
+
+
+@dataclass(frozen=True)
+class Info:
+    """The whole ``info`` file. Unknown keys are kept in ``extra`` and written back."""
+
+    type: str
+    data_type: str
+    num_channels: int
+    scales: tuple[Scale, ...]
+    extra: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+
+    @property
+    def dtype(self) -> np.dtype:
+        return np.dtype(self.data_type)
+
+    @classmethod
+    def from_bytes(cls, data: bytes, source: str = "<info>") -> "Info":
+        try:
+            obj = json.loads(data)
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise InfoError(f"info at {source} is not valid JSON ({e}); is this a Precomputed volume?") from None
+        return cls.from_json(obj, source)
+
+    @classmethod
+    def from_json(cls, obj: Any, source: str = "<info>") -> "Info":
+        if not isinstance(obj, Mapping):
+            raise _fail(source, f"top level must be a JSON object, got {type(obj).__name__}")
+        t = obj.get("type")
+        if not isinstance(t, str):
+            raise _fail(source, f"'type' must be 'image' or 'segmentation', got {t!r}")
+        dt = obj.get("data_type")
+        if not isinstance(dt, str) or dt.lower() not in DATA_TYPES:
+            raise _fail(source, f"data_type must be one of {', '.join(DATA_TYPES)}, got {dt!r}")
+        nc = obj.get("num_channels")
+        if isinstance(nc, bool) or not isinstance(nc, int) or nc < 1:
+            raise _fail(source, f"num_channels must be an integer >= 1, got {nc!r}")
+        scales = obj.get("scales")
+        if not isinstance(scales, list) or not scales:
+            raise _fail(source, "scales must be a non-empty list")
+        parsed = tuple(Scale.from_json(s, source, i) for i, s in enumerate(scales))
+        extra = MappingProxyType({k: v for k, v in obj.items() if k not in ("type", "data_type", "num_channels", "scales")})
+        return cls(type=t.lower(), data_type=dt.lower(), num_channels=nc, scales=parsed, extra=extra)
+
+    def to_json(self) -> dict:
+        out: dict[str, Any] = dict(self.extra)
+        out.setdefault("@type", "neuroglancer_multiscale_volume")
+        out.update(
+            {
+                "data_type": self.data_type,
+                "num_channels": self.num_channels,
+                "scales": [s.to_json() for s in self.scales],
+                "type": self.type,
+            }
+        )
+        return dict(sorted(out.items()))
+
+    def to_bytes(self) -> bytes:
+        return json.dumps(self.to_json(), indent=2).encode()
+
+    def scale_index(self, mip: int | Sequence[float]) -> int:
+        """Resolve a mip given as an index or as a resolution triple."""
+        if isinstance(mip, numbers.Integral) and not isinstance(mip, bool):
+            i = int(mip)
+            if not 0 <= i < len(self.scales):
+                raise InfoError(f"mip {i} does not exist; this volume has mips 0..{len(self.scales) - 1}")
+            return i
+        if isinstance(mip, (list, tuple, np.ndarray)) and len(mip) == 3:
+            for i, s in enumerate(self.scales):
+                if all(math.isclose(a, b) for a, b in zip(s.resolution, mip)):
+                    return i
+            have = ", ".join(str(list(s.resolution)) for s in self.scales)
+            raise InfoError(f"no scale has resolution {list(mip)}; available: {have}")
+        raise InfoError(f"mip must be an int or a resolution [x, y, z], got {mip!r}")

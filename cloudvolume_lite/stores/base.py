@@ -1,0 +1,87 @@
+"""The Store interface every backend implements."""
+
+from __future__ import annotations
+
+import posixpath
+from abc import ABC, abstractmethod
+from concurrent.futures import Executor
+from typing import Iterable, Iterator, Sequence
+
+from ..errors import RequestError
+from .url import StoreURL
+
+ByteRange = tuple[int, int]  # [start, end) in bytes
+
+
+def check_key(key: str) -> str:
+    """Refuse keys that would leave the store's root (``..``, absolute paths)."""
+    if not isinstance(key, str):
+        raise RequestError(f"store keys are strings, got {type(key).__name__}")
+    norm = posixpath.normpath("/" + key)
+    if key.startswith("/") or "\\" in key or norm.lstrip("/") != key.strip("/") or ".." in key.split("/"):
+        raise RequestError(f"store key {key!r} is not a plain relative path; it may not leave the store's root")
+    return key
+
+
+class Store(ABC):
+    """A flat map from string keys to bytes, rooted at a URL.
+
+    Required: ``get``, ``put``, ``delete``, ``list``. A missing key reads as ``None``: it is the
+    caller that decides between zeros and an error. ``get`` returns the object's bytes with any
+    transport compression (HTTP Content-Encoding, a ``.gz`` sibling on disk) removed; a ranged
+    ``get`` returns the stored bytes of that range, never transcoded.
+    """
+
+    #: a good number of requests to keep in flight against this backend
+    default_parallel: int = 8
+
+    def __init__(self, url: StoreURL):
+        self.url = url
+
+    @abstractmethod
+    def get(self, key: str, byte_range: ByteRange | None = None) -> bytes | None:
+        """The bytes at ``key`` (or the ``[start, end)`` slice of them), or ``None`` if absent."""
+
+    @abstractmethod
+    def put(self, key: str, data: bytes, *, content_type: str | None = None, content_encoding: str | None = None) -> None:
+        """Store ``data`` at ``key``. ``content_encoding`` says the bytes are already compressed."""
+
+    @abstractmethod
+    def delete(self, key: str) -> None:
+        """Remove ``key``; removing an absent key is not an error."""
+
+    @abstractmethod
+    def list(self, prefix: str = "") -> Iterator[str]:
+        """Keys that start with ``prefix``, relative to the store's root."""
+
+    def exists(self, key: str) -> bool:
+        return self.get(key) is not None
+
+    def get_many(self, keys: Iterable[str], executor: Executor | None = None) -> dict[str, bytes | None]:
+        """Fetch several keys, concurrently when given an executor."""
+        keys = list(keys)
+        if executor is None or len(keys) < 2:
+            return {k: self.get(k) for k in keys}
+        return dict(zip(keys, executor.map(self.get, keys)))
+
+    def get_ranges(self, key: str, ranges: Sequence[ByteRange]) -> list[bytes | None]:
+        """Several byte ranges of one object. Backends may coalesce nearby ranges."""
+        return [self.get(key, r) for r in ranges]
+
+    def child(self, relpath: str) -> "Store":
+        """A store of the same backend rooted at ``relpath`` under this one (``..`` allowed).
+
+        The info file may name a scale directory such as ``../other/8_8_8``; TensorStore
+        follows such keys, so we do too, but only here, not in ``get``/``put`` keys.
+        """
+        return self._with_url(self.url.join(relpath))
+
+    @abstractmethod
+    def _with_url(self, url: StoreURL) -> "Store":
+        """A store like this one (sharing clients and sessions) rooted elsewhere."""
+
+    def close(self) -> None:
+        """Release pooled connections; the default holds none."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self.url)!r})"

@@ -1,0 +1,108 @@
+"""``file://`` (and plain paths): chunks as files, with CloudVolume's ``.gz``/``.br``/``.zstd`` siblings."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from typing import Iterator
+
+from .. import compression
+from ..errors import StoreError
+from .base import ByteRange, Store, check_key
+from .url import StoreURL
+
+_VARIANTS = (("", None), (".gz", "gzip"), (".br", "br"), (".zstd", "zstd"))
+_TMP_MARK = ".tmp-"
+
+
+def atomic_write(path: str, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a hidden temp file and a rename: readers never see half a file."""
+    d, name = os.path.split(path)
+    os.makedirs(d, exist_ok=True)
+    tmp = os.path.join(d, f".{name}{_TMP_MARK}{uuid.uuid4().hex}")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+class LocalStore(Store):
+    """Files under a root directory. Keys may not escape the root."""
+
+    default_parallel = 8
+
+    def _path(self, key: str) -> str:
+        return os.path.join(self.url.path, check_key(key)) if key else self.url.path
+
+    def get(self, key: str, byte_range: ByteRange | None = None) -> bytes | None:
+        path = self._path(key)
+        for suffix, enc in _VARIANTS:
+            try:
+                with open(path + suffix, "rb") as f:
+                    if byte_range is not None and enc is None:
+                        start, end = byte_range
+                        return os.pread(f.fileno(), max(0, end - start), start)
+                    data = f.read()
+            except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+                continue
+            except OSError as e:
+                raise StoreError(f"reading {path + suffix} failed: {e}") from None
+            data = compression.decompress(data, enc, path + suffix)
+            return data if byte_range is None else data[byte_range[0] : byte_range[1]]
+        return None
+
+    def put(self, key: str, data: bytes, *, content_type: str | None = None, content_encoding: str | None = None) -> None:
+        enc = compression.normalize(content_encoding)
+        path = self._path(key)
+        suffix = compression.SUFFIXES[enc] if enc else ""
+        try:
+            atomic_write(path + suffix, data)
+            # a stale sibling in another encoding would shadow (or be shadowed by) the new bytes
+            for other, _ in _VARIANTS:
+                if other != suffix:
+                    try:
+                        os.unlink(path + other)
+                    except FileNotFoundError:
+                        pass
+        except OSError as e:
+            raise StoreError(f"writing {path + suffix} failed: {e}") from None
+
+    def delete(self, key: str) -> None:
+        path = self._path(key)
+        for suffix, _ in _VARIANTS:
+            try:
+                os.unlink(path + suffix)
+            except FileNotFoundError:
+                pass
+
+    def exists(self, key: str) -> bool:
+        path = self._path(key)
+        return any(os.path.isfile(path + s) for s, _ in _VARIANTS)
+
+    def list(self, prefix: str = "") -> Iterator[str]:
+        root = self.url.path
+        pdir = os.path.dirname(prefix)
+        start = os.path.join(root, pdir) if pdir else root
+        seen: set[str] = set()
+        for dirpath, dirnames, filenames in os.walk(start):
+            dirnames.sort()
+            for fn in sorted(filenames):
+                if fn.startswith(".") and _TMP_MARK in fn:
+                    continue  # an unfinished atomic write
+                rel = os.path.relpath(os.path.join(dirpath, fn), root).replace(os.sep, "/")
+                for suffix, enc in _VARIANTS[1:]:
+                    if rel.endswith(suffix):
+                        rel = rel[: -len(suffix)]
+                        break
+                if rel.startswith(prefix) and rel not in seen:
+                    seen.add(rel)
+                    yield rel
+
+    def _with_url(self, url: StoreURL) -> "LocalStore":
+        return LocalStore(url)

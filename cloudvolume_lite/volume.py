@@ -1,0 +1,227 @@
+"""The Volume: open a Precomputed volume, then read it by slicing."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Sequence
+
+import numpy as np
+
+from .bbox import Bbox, Request, normalize_key
+from .codecs import ChunkSpec, get_codec
+from .errors import ChunkNotFoundError, InfoError, OutOfBoundsError, RequestError
+from .info import Info, Scale
+from .plan import Paste, plan_pastes, run_bounded
+from .stores import Store, StoreRegistry
+
+
+class Volume:
+    """A Neuroglancer Precomputed volume at ``url``, read as numpy arrays in global voxel coordinates.
+
+    ``vol[x0:x1, y0:y1, z0:z1]`` returns an ``(X, Y, Z, C)`` array. Chunks are fetched and
+    decoded concurrently on a thread pool the Volume owns (``parallel`` workers); use the
+    Volume as a context manager, or call :meth:`close`, to release it early.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        mip: int | Sequence[float] = 0,
+        *,
+        fill_missing: bool = False,
+        bounded: bool = True,
+        lru_bytes: int = 0,
+        cache: bool | str = False,
+        parallel: int | None = None,
+        progress: bool = False,
+        secrets: Any = None,
+        stores: StoreRegistry | None = None,
+    ):
+        self.fill_missing = bool(fill_missing)
+        self.bounded = bool(bounded)
+        self.progress = bool(progress)
+        self.lru_bytes = int(lru_bytes)
+        self.cache_setting = cache
+        opts: dict[str, Any] = {}
+        if secrets is not None:
+            opts["secrets"] = secrets
+        if parallel is not None:
+            opts["parallel"] = parallel
+        self._store: Store = (stores or StoreRegistry()).open(url, **opts)
+        self.parallel = int(parallel) if parallel else self._store.default_parallel
+        if self.parallel < 1:
+            raise RequestError(f"parallel must be >= 1, got {parallel}")
+        self._executor: ThreadPoolExecutor | None = None
+        self._scale_stores: dict[int, Store] = {}
+        self._info = self._read_info()
+        self._mip = self._info.scale_index(mip)
+
+    # -- opening -------------------------------------------------------------------------------
+    def _read_info(self) -> Info:
+        where = self._store.url.key_url("info")
+        data = self._store.get("info")
+        if data is None:
+            raise InfoError(
+                f"no info file at {where}: this URL is not a Precomputed volume (or the path is wrong); "
+                "check the URL, or create the volume with Volume.create"
+            )
+        return Info.from_bytes(data, where)
+
+    @property
+    def url(self) -> str:
+        return str(self._store.url)
+
+    @property
+    def store(self) -> Store:
+        """The store holding ``info`` (the volume's root)."""
+        return self._store
+
+    def _executor_for_io(self) -> ThreadPoolExecutor:
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(self.parallel, thread_name_prefix="cvl")
+        return self._executor
+
+    def close(self) -> None:
+        """Stop the worker threads and release connections; the Volume can still be reopened."""
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
+        self._store.close()
+
+    def __enter__(self) -> "Volume":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return (
+            f"Volume({self.url!r}, mip={self._mip}, shape={self.shape}, dtype={self.dtype}, "
+            f"encoding={self.encoding!r})"
+        )
+
+    # -- metadata --------------------------------------------------------------------------------
+    @property
+    def info(self) -> Info:
+        return self._info
+
+    @property
+    def mip(self) -> int:
+        return self._mip
+
+    @mip.setter
+    def mip(self, value: int | Sequence[float]) -> None:
+        self._mip = self._info.scale_index(value)
+
+    @property
+    def scales(self) -> tuple[Scale, ...]:
+        return self._info.scales
+
+    @property
+    def num_mips(self) -> int:
+        return len(self._info.scales)
+
+    @property
+    def scale(self) -> Scale:
+        """The current mip's scale record."""
+        return self._info.scales[self._mip]
+
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        return (*self.scale.size, self._info.num_channels)  # type: ignore[return-value]
+
+    @property
+    def bounds(self) -> Bbox:
+        return self.scale.bounds
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self._info.dtype
+
+    @property
+    def voxel_offset(self) -> tuple[int, int, int]:
+        return self.scale.voxel_offset
+
+    @property
+    def resolution(self) -> tuple[float, float, float]:
+        return self.scale.resolution
+
+    @property
+    def chunk_size(self) -> tuple[int, int, int]:
+        return self.scale.chunk_size
+
+    @property
+    def encoding(self) -> str:
+        return self.scale.encoding
+
+    @property
+    def layer_type(self) -> str:
+        return self._info.type
+
+    @property
+    def num_channels(self) -> int:
+        return self._info.num_channels
+
+    def _mip_index(self, mip: int | Sequence[float] | None) -> int:
+        return self._mip if mip is None else self._info.scale_index(mip)
+
+    def chunk_store(self, mip: int | None = None) -> Store:
+        """The store that holds one scale's chunks, keyed by chunk name."""
+        m = self._mip_index(mip)
+        if m not in self._scale_stores:
+            self._scale_stores[m] = self._store.child(self._info.scales[m].key)
+        return self._scale_stores[m]
+
+    # -- reading ---------------------------------------------------------------------------------
+    def __getitem__(self, key: Any) -> np.ndarray:
+        return self._read(normalize_key(key, self.bounds, self.num_channels), self._mip)
+
+    def download(self, bbox: Bbox | Sequence[slice], mip: int | Sequence[float] | None = None) -> np.ndarray:
+        """Read ``bbox`` (a Bbox, or a tuple of slices) at ``mip`` (default: the current one)."""
+        m = self._mip_index(mip)
+        return self._read(normalize_key(bbox, self._info.scales[m].bounds, self.num_channels), m)
+
+    def _check_bounds(self, req: Request, scale: Scale, mip: int) -> None:
+        if self.bounded and not scale.bounds.contains_bbox(req.bbox):
+            raise OutOfBoundsError(
+                f"requested {req.bbox} at mip {mip} reaches outside the volume's bounds {scale.bounds}; "
+                "ask within the bounds, or open the Volume with bounded=False to read the outside as zeros"
+            )
+
+    def _read(self, req: Request, mip: int) -> np.ndarray:
+        scale = self._info.scales[mip]
+        self._check_bounds(req, scale, mip)
+        codec = get_codec(scale.encoding)  # fails here, not at open, for an unknown encoding
+        inside = req.bbox.intersection(scale.bounds) == req.bbox
+        alloc = np.empty if inside else np.zeros
+        out = alloc(req.out_shape, dtype=self.dtype, order="F")
+        if out.size == 0:
+            return out
+        store = self.chunk_store(mip)
+        nc = self.num_channels
+        chans = req.channels
+        full_channels = chans == slice(0, nc, 1)
+
+        def one(p: Paste) -> None:
+            name = scale.chunk_name(p.cell)
+            data = store.get(name)
+            if data is None:
+                if not self.fill_missing:
+                    raise ChunkNotFoundError(
+                        f"chunk {store.url.key_url(name)} is missing (needed for {req.bbox} at mip {mip}); "
+                        "pass fill_missing=True to read missing chunks as zeros"
+                    )
+                out[p.dst] = 0
+                return
+            spec = ChunkSpec((*p.chunk_bbox.size, nc), self.dtype, scale, store.url.key_url(name))  # type: ignore[arg-type]
+            chunk = codec.decode(data, spec)
+            out[p.dst] = chunk[p.src] if full_channels else chunk[(*p.src, chans)]
+
+        pastes = plan_pastes(scale, req)
+        if self.parallel == 1:
+            for p in pastes:
+                one(p)
+        else:
+            run_bounded(self._executor_for_io(), one, pastes, window=2 * self.parallel)
+        return out
+
