@@ -65,7 +65,8 @@ def decode(data: bytes, spec: ChunkSpec) -> np.ndarray:
     block = _block_size(spec)
     try:
         if nc == 1:
-            vol = cs.decompress(data, (ex, ey, ez), spec.dtype, block, order="F")
+            buf = data if isinstance(data, bytes) else bytes(data)
+            vol = cs.decompress(buf, (ex, ey, ez), spec.dtype, block, order="F")
             return vol.reshape((ex, ey, ez, 1), order="F")
         out = np.empty((ex, ey, ez, nc), dtype=spec.dtype, order="F")
         for c in range(nc):
@@ -73,7 +74,7 @@ def decode(data: bytes, spec: ChunkSpec) -> np.ndarray:
             one = b"\x01\x00\x00\x00" + bytes(words[bases[c] : ends[c]].data)
             out[..., c] = cs.decompress(one, (ex, ey, ez), spec.dtype, block, order="F")
         return out
-    except Exception as e:  # the library's own DecodeError / ValueError
+    except (cs.DecodeError, ValueError, IndexError) as e:
         raise spec.error(f"decoder failed: {e}") from None
 
 
