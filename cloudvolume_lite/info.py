@@ -251,6 +251,10 @@ class Info:
         )
         return dict(sorted(out.items()))
 
+    def __getitem__(self, key: str) -> Any:
+        """Dict-style access to the JSON form (``vol.info["scales"]``), as CloudVolume users expect."""
+        return self.to_json()[key]
+
     def to_bytes(self) -> bytes:
         return json.dumps(self.to_json(), indent=2).encode()
 
