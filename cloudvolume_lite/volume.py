@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Sequence
 
 import numpy as np
 
 from .bbox import Bbox, Request, normalize_key
+from .cache import ChunkLRU, LRUStore
 from .codecs import ChunkSpec, get_codec
-from .errors import ChunkNotFoundError, InfoError, OutOfBoundsError, RequestError
+from .disk_cache import DiskCache, DiskCacheStore, VolumeCache, default_cache_dir
+from .errors import ChunkNotFoundError, InfoError, OutOfBoundsError, RequestError, StoreError
 from .info import Info, Scale
 from .plan import Paste, plan_pastes, run_bounded
 from .stores import Store, StoreRegistry
@@ -32,6 +35,7 @@ class Volume:
         bounded: bool = True,
         lru_bytes: int = 0,
         cache: bool | str = False,
+        cache_bytes: int | None = None,
         parallel: int | None = None,
         progress: bool = False,
         secrets: Any = None,
@@ -40,8 +44,12 @@ class Volume:
         self.fill_missing = bool(fill_missing)
         self.bounded = bool(bounded)
         self.progress = bool(progress)
-        self.lru_bytes = int(lru_bytes)
-        self.cache_setting = cache
+        if lru_bytes < 0:
+            raise RequestError(f"lru_bytes must be >= 0, got {lru_bytes}")
+        self._lru = ChunkLRU(lru_bytes) if lru_bytes else None
+        self._disk: DiskCache | None = None
+        if cache:
+            self._disk = DiskCache(default_cache_dir() if cache is True else os.fspath(cache), cache_bytes)
         opts: dict[str, Any] = {}
         if secrets is not None:
             opts["secrets"] = secrets
@@ -59,7 +67,16 @@ class Volume:
     # -- opening -------------------------------------------------------------------------------
     def _read_info(self) -> Info:
         where = self._store.url.key_url("info")
-        data = self._store.get("info")
+        cached = None if self._disk is None else os.path.join(self._disk.dir_for(self._store.url), "info")
+        try:
+            data = self._store.get("info")
+        except StoreError:
+            if cached is None or not os.path.isfile(cached):
+                raise
+            with open(cached, "rb") as f:  # offline: the disk cache kept a copy
+                data = f.read()
+        if data is not None and cached is not None:
+            self._disk.store(cached, data)  # type: ignore[union-attr]
         if data is None:
             raise InfoError(
                 f"no info file at {where}: this URL is not a Precomputed volume (or the path is wrong); "
@@ -169,8 +186,23 @@ class Volume:
         """The store that holds one scale's chunks, keyed by chunk name."""
         m = self._mip_index(mip)
         if m not in self._scale_stores:
-            self._scale_stores[m] = self._store.child(self._info.scales[m].key)
+            store = self._store.child(self._info.scales[m].key)
+            if self._disk is not None:
+                store = DiskCacheStore(store, self._disk)
+            if self._lru is not None:
+                store = LRUStore(store, self._lru)
+            self._scale_stores[m] = store
         return self._scale_stores[m]
+
+    @property
+    def lru(self) -> ChunkLRU | None:
+        """The in-memory chunk cache (``None`` unless ``lru_bytes`` > 0)."""
+        return self._lru
+
+    @property
+    def cache(self) -> VolumeCache | None:
+        """The on-disk cache of this volume (``None`` unless opened with ``cache=``)."""
+        return None if self._disk is None else VolumeCache(self._disk, self._store.url, self)
 
     # -- reading ---------------------------------------------------------------------------------
     def __getitem__(self, key: Any) -> np.ndarray:
@@ -225,3 +257,80 @@ class Volume:
             run_bounded(self._executor_for_io(), one, pastes, window=2 * self.parallel)
         return out
 
+    # -- points ------------------------------------------------------------------------------------
+    def scattered_points(self, points: Any, mip: int | Sequence[float] | None = None) -> np.ndarray:
+        """Values at integer voxel coordinates ``points`` (N, 3): shape (N,), or (N, C) with channels.
+
+        Points are grouped by chunk; each chunk is fetched once, concurrently, and read with the
+        codec's partial decoder where it has one (raw: by offset; compressed_segmentation:
+        one block header and one table entry per point), so no chunk is decoded in full.
+        """
+        m = self._mip_index(mip)
+        scale = self._info.scales[m]
+        pts = _as_points(points)
+        nc = self.num_channels
+        out = np.zeros((len(pts), nc), dtype=self.dtype)
+        lo, hi = np.asarray(scale.bounds.minpt), np.asarray(scale.bounds.maxpt)
+        inside = np.all((pts >= lo) & (pts < hi), axis=1)
+        if not inside.all():
+            if self.bounded:
+                bad = pts[~inside]
+                raise OutOfBoundsError(
+                    f"{len(bad)} of {len(pts)} points lie outside the bounds {scale.bounds} at mip {m}, "
+                    f"e.g. {bad[:3].tolist()}; drop them, or open the Volume with bounded=False to read them as 0"
+                )
+        if not inside.any():
+            return out[:, 0] if nc == 1 else out
+        codec = get_codec(scale.encoding)
+        partial = getattr(codec, "decode_points", None)
+        store = self.chunk_store(m)
+        chunk = np.asarray(scale.chunk_size)
+        grid = np.asarray(scale.grid_size)
+        idx_inside = np.flatnonzero(inside)
+        cells = (pts[idx_inside] - np.asarray(scale.voxel_offset)) // chunk
+        lin = cells[:, 0] + grid[0] * (cells[:, 1] + grid[1] * cells[:, 2])
+        order = np.argsort(lin, kind="stable")
+        uniq, starts = np.unique(lin[order], return_index=True)
+        bounds_ = np.append(starts, len(order))
+
+        def one(i: int) -> None:
+            sel = idx_inside[order[bounds_[i] : bounds_[i + 1]]]
+            cell = tuple(int(v) for v in cells[order[bounds_[i]]])
+            name = scale.chunk_name(cell)
+            data = store.get(name)
+            if data is None:
+                if not self.fill_missing:
+                    raise ChunkNotFoundError(
+                        f"chunk {store.url.key_url(name)} is missing (needed for {len(sel)} points at mip {m}); "
+                        "pass fill_missing=True to read missing chunks as zeros"
+                    )
+                return
+            cb = scale.chunk_bbox(cell)
+            spec = ChunkSpec((*cb.size, nc), self.dtype, scale, store.url.key_url(name))  # type: ignore[arg-type]
+            local = pts[sel] - np.asarray(cb.minpt)
+            if partial is not None:
+                out[sel] = partial(data, spec, local)
+            else:
+                out[sel] = codec.decode(data, spec)[local[:, 0], local[:, 1], local[:, 2]]
+
+        if self.parallel == 1 or len(uniq) == 1:
+            for i in range(len(uniq)):
+                one(i)
+        else:
+            run_bounded(self._executor_for_io(), one, range(len(uniq)), window=2 * self.parallel)
+        return out[:, 0] if nc == 1 else out
+
+
+def _as_points(points: Any) -> np.ndarray:
+    """(N, 3) int64 from any array-like of integer coordinates."""
+    pts = np.asarray(points)
+    if pts.ndim == 1 and pts.shape[0] == 3:
+        pts = pts[np.newaxis]
+    if pts.ndim != 2 or pts.shape[1] != 3:
+        raise RequestError(f"points must have shape (N, 3), got {pts.shape}")
+    if pts.dtype.kind == "f":
+        if not np.all(np.isfinite(pts)) or np.any(pts != np.floor(pts)):
+            raise RequestError("points must be integer voxel coordinates; round or floor them first")
+    elif pts.dtype.kind not in "iu":
+        raise RequestError(f"points must be integers, got dtype {pts.dtype}")
+    return pts.astype(np.int64)

@@ -1,0 +1,124 @@
+"""In-memory chunk cache: a byte-bounded LRU with request coalescing, as a store wrapper."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import Future
+from typing import Callable, Iterator
+
+from cachetools import LRUCache
+
+from .stores.base import ByteRange, Store
+from .stores.url import StoreURL
+
+
+class ChunkLRU:
+    """Thread-safe LRU of bytes, bounded by total ``len()`` of the values.
+
+    Holds chunks as fetched: transport compression removed, codec encoding kept, so a
+    compressed_segmentation chunk stays small. ``fetch`` coalesces: N threads asking for the
+    same absent key cause one load, and the others wait for its result.
+    """
+
+    def __init__(self, max_bytes: int):
+        self.max_bytes = int(max_bytes)
+        self._lru: LRUCache = LRUCache(maxsize=max(1, self.max_bytes), getsizeof=len)
+        self._lock = threading.Lock()
+        self._loading: dict[str, Future] = {}
+        self.hits = 0  # served from memory
+        self.misses = 0  # loaded
+        self.coalesced = 0  # waited for another thread's load of the same key
+
+    @property
+    def nbytes(self) -> int:
+        with self._lock:
+            return int(self._lru.currsize)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._lru)
+
+    def get(self, key: str) -> bytes | None:
+        with self._lock:
+            return self._lru.get(key)
+
+    def put(self, key: str, value: bytes) -> None:
+        if len(value) > self.max_bytes:
+            return  # larger than the whole cache: never worth evicting everything for it
+        with self._lock:
+            self._lru[key] = value
+
+    def discard(self, key: str) -> None:
+        with self._lock:
+            self._lru.pop(key, None)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._lru.clear()
+
+    def fetch(self, key: str, load: Callable[[], bytes | None]) -> bytes | None:
+        """The cached value, or ``load()`` run once however many threads ask at the same time."""
+        with self._lock:
+            value = self._lru.get(key)
+            if value is not None:
+                self.hits += 1
+                return value
+            fut = self._loading.get(key)
+            owner = fut is None
+            if owner:
+                fut = Future()
+                self._loading[key] = fut
+                self.misses += 1
+            else:
+                self.coalesced += 1
+        if not owner:
+            return fut.result()
+        try:
+            value = load()
+        except BaseException as e:
+            fut.set_exception(e)
+            raise
+        else:
+            if value is not None:
+                self.put(key, value)
+            fut.set_result(value)
+            return value
+        finally:
+            with self._lock:
+                self._loading.pop(key, None)
+
+
+class LRUStore(Store):
+    """Serves whole-object gets from a :class:`ChunkLRU`; ranges and writes pass through."""
+
+    def __init__(self, inner: Store, lru: ChunkLRU, namespace: str | None = None):
+        super().__init__(inner.url)
+        self.inner = inner
+        self.lru = lru
+        self.default_parallel = inner.default_parallel
+        self._ns = (namespace if namespace is not None else str(inner.url)) + "/"
+
+    def get(self, key: str, byte_range: ByteRange | None = None) -> bytes | None:
+        if byte_range is not None:
+            return self.inner.get(key, byte_range)
+        return self.lru.fetch(self._ns + key, lambda: self.inner.get(key))
+
+    def put(self, key: str, data: bytes, *, content_type: str | None = None, content_encoding: str | None = None) -> None:
+        self.lru.discard(self._ns + key)
+        self.inner.put(key, data, content_type=content_type, content_encoding=content_encoding)
+
+    def delete(self, key: str) -> None:
+        self.lru.discard(self._ns + key)
+        self.inner.delete(key)
+
+    def exists(self, key: str) -> bool:
+        return self.lru.get(self._ns + key) is not None or self.inner.exists(key)
+
+    def list(self, prefix: str = "") -> Iterator[str]:
+        return self.inner.list(prefix)
+
+    def _with_url(self, url: StoreURL) -> "LRUStore":
+        return LRUStore(self.inner._with_url(url), self.lru)
+
+    def close(self) -> None:
+        self.inner.close()
