@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from concurrent.futures import Future
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 from cachetools import LRUCache
 
@@ -13,16 +13,17 @@ from .stores.url import StoreURL
 
 
 class ChunkLRU:
-    """Thread-safe LRU of bytes, bounded by total ``len()`` of the values.
+    """Thread-safe LRU bounded in bytes (``sizeof`` of each value; ``len`` for bytes).
 
     Holds chunks as fetched: transport compression removed, codec encoding kept, so a
     compressed_segmentation chunk stays small. ``fetch`` coalesces: N threads asking for the
     same absent key cause one load, and the others wait for its result.
     """
 
-    def __init__(self, max_bytes: int):
+    def __init__(self, max_bytes: int, sizeof: Callable[[Any], int] = len):
         self.max_bytes = int(max_bytes)
-        self._lru: LRUCache = LRUCache(maxsize=max(1, self.max_bytes), getsizeof=len)
+        self._sizeof = sizeof
+        self._lru: LRUCache = LRUCache(maxsize=max(1, self.max_bytes), getsizeof=sizeof)
         self._lock = threading.Lock()
         self._loading: dict[str, Future] = {}
         self.hits = 0  # served from memory
@@ -38,17 +39,17 @@ class ChunkLRU:
         with self._lock:
             return len(self._lru)
 
-    def get(self, key: str) -> bytes | None:
+    def get(self, key: Any) -> Any:
         with self._lock:
             return self._lru.get(key)
 
-    def put(self, key: str, value: bytes) -> None:
-        if len(value) > self.max_bytes:
+    def put(self, key: Any, value: Any) -> None:
+        if self._sizeof(value) > self.max_bytes:
             return  # larger than the whole cache: never worth evicting everything for it
         with self._lock:
             self._lru[key] = value
 
-    def discard(self, key: str) -> None:
+    def discard(self, key: Any) -> None:
         with self._lock:
             self._lru.pop(key, None)
 
@@ -56,7 +57,7 @@ class ChunkLRU:
         with self._lock:
             self._lru.clear()
 
-    def fetch(self, key: str, load: Callable[[], bytes | None]) -> bytes | None:
+    def fetch(self, key: Any, load: Callable[[], Any]) -> Any:
         """The cached value, or ``load()`` run once however many threads ask at the same time."""
         with self._lock:
             value = self._lru.get(key)

@@ -14,6 +14,7 @@ from .codecs import ChunkSpec, get_codec
 from .disk_cache import DiskCache, DiskCacheStore, VolumeCache, default_cache_dir
 from .errors import ChunkNotFoundError, InfoError, OutOfBoundsError, RequestError, StoreError
 from .info import Info, Scale
+from .sharding import ShardedStore
 from .plan import Paste, plan_pastes, run_bounded
 from .stores import Store, StoreRegistry
 
@@ -186,7 +187,10 @@ class Volume:
         """The store that holds one scale's chunks, keyed by chunk name."""
         m = self._mip_index(mip)
         if m not in self._scale_stores:
-            store = self._store.child(self._info.scales[m].key)
+            scale = self._info.scales[m]
+            store = self._store.child(scale.key)
+            if scale.sharding is not None:
+                store = ShardedStore(store, scale)
             if self._disk is not None:
                 store = DiskCacheStore(store, self._disk)
             if self._lru is not None:
