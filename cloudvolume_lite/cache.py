@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from concurrent.futures import Future
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Mapping
 
 from cachetools import LRUCache
 
@@ -107,6 +107,12 @@ class LRUStore(Store):
     def put(self, key: str, data: bytes, *, content_type: str | None = None, content_encoding: str | None = None) -> None:
         self.lru.discard(self._ns + key)
         self.inner.put(key, data, content_type=content_type, content_encoding=content_encoding)
+
+    def put_many(self, items: Mapping[str, bytes | None], *, content_type: str | None = None,
+                 content_encoding: str | None = None) -> None:
+        for key in items:
+            self.lru.discard(self._ns + key)
+        self.inner.put_many(items, content_type=content_type, content_encoding=content_encoding)
 
     def delete(self, key: str) -> None:
         self.lru.discard(self._ns + key)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import threading
 from collections import OrderedDict
-from typing import Iterator
+from typing import Iterator, Mapping
 
 from .errors import RequestError
 from .stores.base import ByteRange, Store, check_key
@@ -172,6 +172,15 @@ class DiskCacheStore(Store):
             self.cache.store(self._file(key), data)
         else:
             self.cache.forget(self._file(key))  # it holds decoded bytes; let the next read refill it
+
+    def put_many(self, items: Mapping[str, bytes | None], *, content_type: str | None = None,
+                 content_encoding: str | None = None) -> None:
+        self.inner.put_many(items, content_type=content_type, content_encoding=content_encoding)
+        for key, data in items.items():
+            if data is None or content_encoding is not None:
+                self.cache.forget(self._file(key))
+            else:
+                self.cache.store(self._file(key), data)
 
     def delete(self, key: str) -> None:
         self.inner.delete(key)

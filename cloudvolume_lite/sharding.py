@@ -318,11 +318,14 @@ class ShardedStore(Store):
                 out[int(cid)] = payload
         return out
 
-    def put_many(self, items: Mapping[str, bytes | None]) -> None:
+    def put_many(self, items: Mapping[str, bytes | None], *, content_type: str | None = None,
+                 content_encoding: str | None = None) -> None:
         """Write (or, with ``None``, delete) several chunks: each touched shard is read, merged
         and rewritten once, so chunks already in the shard are kept."""
         by_shard: dict[int, dict[int, bytes | None]] = {}
         for key, data in items.items():
+            if data is not None and content_encoding is not None:
+                data = compression.decompress(data, content_encoding, key)  # shards use data_encoding
             cid, shard, _ = self._chunk_location(key)
             by_shard.setdefault(shard, {})[cid] = data
         for shard, updates in by_shard.items():
@@ -340,9 +343,7 @@ class ShardedStore(Store):
             self._forget(shard)
 
     def put(self, key: str, data: bytes, *, content_type: str | None = None, content_encoding: str | None = None) -> None:
-        if content_encoding is not None:
-            data = compression.decompress(data, content_encoding, key)  # shards carry data_encoding instead
-        self.put_many({key: data})
+        self.put_many({key: data}, content_encoding=content_encoding)
 
     def delete(self, key: str) -> None:
         self.put_many({key: None})

@@ -16,6 +16,9 @@ from .errors import ChunkNotFoundError, InfoError, OutOfBoundsError, RequestErro
 from .info import Info, Scale
 from .sharding import ShardedStore
 from .plan import Paste, plan_pastes, run_bounded
+from . import create as _create
+from . import writer as _writer
+from .writer import DEFAULT_COMPRESSION, ZeroPolicy
 from .stores import Store, StoreRegistry
 
 
@@ -41,10 +44,12 @@ class Volume:
         progress: bool = False,
         secrets: Any = None,
         stores: StoreRegistry | None = None,
+        compress: str | None = DEFAULT_COMPRESSION,
     ):
         self.fill_missing = bool(fill_missing)
         self.bounded = bool(bounded)
         self.progress = bool(progress)
+        self.compress = compress  # transport compression for writes (see writer.transport_encoding)
         if lru_bytes < 0:
             raise RequestError(f"lru_bytes must be >= 0, got {lru_bytes}")
         self._lru = ChunkLRU(lru_bytes) if lru_bytes else None
@@ -61,6 +66,7 @@ class Volume:
         if self.parallel < 1:
             raise RequestError(f"parallel must be >= 1, got {parallel}")
         self._executor: ThreadPoolExecutor | None = None
+        self._outer: ThreadPoolExecutor | None = None
         self._scale_stores: dict[int, Store] = {}
         self._info = self._read_info()
         self._mip = self._info.scale_index(mip)
@@ -99,11 +105,19 @@ class Volume:
             self._executor = ThreadPoolExecutor(self.parallel, thread_name_prefix="cvl")
         return self._executor
 
+    def _orchestrator(self) -> ThreadPoolExecutor:
+        """A second, small pool for tasks that themselves read or write through the I/O pool
+        (downsampling, region loading); running them on the I/O pool could deadlock it."""
+        if self._outer is None:
+            self._outer = ThreadPoolExecutor(max(2, min(4, self.parallel)), thread_name_prefix="cvl-outer")
+        return self._outer
+
     def close(self) -> None:
         """Stop the worker threads and release connections; the Volume can still be reopened."""
-        if self._executor is not None:
-            self._executor.shutdown(wait=True)
-            self._executor = None
+        for pool in (self._outer, self._executor):
+            if pool is not None:
+                pool.shutdown(wait=True)
+        self._executor = self._outer = None
         self._store.close()
 
     def __enter__(self) -> "Volume":
@@ -260,6 +274,94 @@ class Volume:
         else:
             run_bounded(self._executor_for_io(), one, pastes, window=2 * self.parallel)
         return out
+
+    # -- writing ---------------------------------------------------------------------------------
+    @classmethod
+    def create(
+        cls,
+        url: str,
+        *,
+        data_type: str,
+        layer_type: str,
+        size: Sequence[int],
+        chunk_size: Sequence[int],
+        resolution: Sequence[float],
+        voxel_offset: Sequence[int] = (0, 0, 0),
+        num_channels: int = 1,
+        encoding: str = "raw",
+        compression: str | None = DEFAULT_COMPRESSION,
+        sharding: Any = None,
+        overwrite: bool = False,
+        **encoding_options: Any,
+    ) -> "Volume":
+        """Write a new volume's ``info`` and open it.
+
+        ``compression`` is the transport compression of chunks: gzip (default) on object
+        stores; on local disk, plain files unless ``compression`` is given explicitly (then
+        ``NAME.gz`` files, as CloudVolume writes them). ``sharding``: None, True (choose a spec
+        for ~1 GiB shards), a dict of the spec's fields, or a :class:`Sharding`.
+        ``encoding_options`` become scale fields (``jpeg_quality=90``,
+        ``compressed_segmentation_block_size=(8, 8, 8)``, ...). An existing, different ``info``
+        is an error unless ``overwrite=True``. Other keyword arguments of ``Volume`` (e.g.
+        ``parallel``) are not accepted here: open the volume again to set them.
+        """
+        info = _create.build_info(
+            data_type=data_type, layer_type=layer_type, size=size, chunk_size=chunk_size,
+            resolution=resolution, voxel_offset=voxel_offset, num_channels=num_channels,
+            encoding=encoding, sharding=sharding, **encoding_options,
+        )
+        store = StoreRegistry().open(url)
+        _create.write_info(store, info, overwrite)
+        store.close()
+        return cls(url, compress=compression)
+
+    def __setitem__(self, key: Any, array: Any) -> None:
+        _writer.write(self, key, array, self._mip)
+
+    def upload(self, bbox: Any, array: Any, mip: int | Sequence[float] | None = None,
+               zero_chunks: ZeroPolicy = "write") -> None:
+        """Write ``array`` into ``bbox``; partial chunks are read, merged and rewritten.
+
+        ``zero_chunks``: ``"write"`` every chunk, ``"skip"`` chunks that end up all zero, or
+        ``"delete"`` them (a missing chunk reads as zeros with ``fill_missing=True``).
+        """
+        _writer.write(self, bbox, array, self._mip_index(mip), zero_chunks)
+
+    def delete(self, bbox: Any, mip: int | Sequence[float] | None = None) -> None:
+        """Remove the chunks of a chunk-aligned ``bbox``."""
+        _writer.delete(self, bbox, self._mip_index(mip))
+
+    def exists(self, bbox: Any, mip: int | Sequence[float] | None = None) -> float:
+        """Fraction (0..1) of the chunks ``bbox`` touches that are present."""
+        return _writer.exists(self, bbox, self._mip_index(mip))
+
+    def add_scale(self, factor: Sequence[int], chunk_size: Sequence[int] | None = None,
+                  encoding: str | None = None, *, from_mip: int | None = None,
+                  downsample: bool = False, sharding: Any = None) -> int:
+        """Add a scale ``factor`` times coarser than ``from_mip`` (default: the finest) to ``info``.
+
+        Scales stay sorted by resolution, so the new index is returned (and existing coarser
+        mips may move up by one). With ``downsample=True`` the new scale is filled at once.
+        """
+        base = self._info.scales[0 if from_mip is None else self._mip_index(from_mip)]
+        fresh = Info.from_bytes(self._store.get("info") or self._info.to_bytes(), self.url)  # re-read: another writer may have added one
+        info, index = _create.with_scale(fresh, base, factor, chunk_size, encoding, sharding)
+        if info is not fresh:
+            self._store.put("info", info.to_bytes(), content_type="application/json")
+        current = self.scale
+        self._info = info
+        self._scale_stores.clear()
+        self._mip = next(i for i, s in enumerate(info.scales) if s.key == current.key)
+        if downsample:
+            self.downsample(index)
+        return index
+
+    def downsample(self, mip: int, source_mip: int | None = None, method: str | None = None) -> None:
+        """Fill scale ``mip`` from ``source_mip`` (default ``mip - 1``): averages for images,
+        the most frequent label for segmentation (``method="average"|"mode"`` overrides)."""
+        from .downsample import downsample
+
+        downsample(self, mip, source_mip, method)
 
     # -- points ------------------------------------------------------------------------------------
     def scattered_points(self, points: Any, mip: int | Sequence[float] | None = None) -> np.ndarray:

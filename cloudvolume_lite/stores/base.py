@@ -5,7 +5,7 @@ from __future__ import annotations
 import posixpath
 from abc import ABC, abstractmethod
 from concurrent.futures import Executor
-from typing import Iterable, Iterator, Sequence
+from typing import Iterable, Iterator, Mapping, Sequence
 
 from ..errors import RequestError
 from .url import StoreURL
@@ -63,6 +63,15 @@ class Store(ABC):
         if executor is None or len(keys) < 2:
             return {k: self.get(k) for k in keys}
         return dict(zip(keys, executor.map(self.get, keys)))
+
+    def put_many(self, items: Mapping[str, bytes | None], *, content_type: str | None = None,
+                 content_encoding: str | None = None) -> None:
+        """Write several keys (``None`` deletes). Sharded stores group them by shard."""
+        for key, data in items.items():
+            if data is None:
+                self.delete(key)
+            else:
+                self.put(key, data, content_type=content_type, content_encoding=content_encoding)
 
     def get_ranges(self, key: str, ranges: Sequence[ByteRange]) -> list[bytes | None]:
         """Several byte ranges of one object. Backends may coalesce nearby ranges."""

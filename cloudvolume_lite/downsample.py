@@ -1,0 +1,101 @@
+"""Filling a coarser scale from a finer one: averages for images, modes for segmentation."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .bbox import Bbox
+from .errors import RequestError
+from .plan import run_bounded
+from .writer import groups_of_cells
+
+if TYPE_CHECKING:
+    from .volume import Volume
+
+
+def _blocks(arr: np.ndarray, factor: tuple[int, int, int], front=(0, 0, 0)) -> tuple[np.ndarray, np.ndarray]:
+    """(X', Y', Z', C, k) values and a validity mask, k = prod(factor).
+
+    ``front`` voxels of padding go before the data (a source region that starts inside a
+    block); padding at either end is marked invalid and never counted.
+    """
+    fx, fy, fz = factor
+    full = [f + s for f, s in zip(front, arr.shape[:3])]
+    out = tuple(-(-n // f) for n, f in zip(full, factor))
+    pad = [(fr, o * f - n) for fr, o, f, n in zip(front, out, factor, full)] + [(0, 0)]
+    valid = np.pad(np.ones(arr.shape[:3] + (1,), bool), pad)
+    arr = np.pad(arr, pad)
+
+    def split(a: np.ndarray) -> np.ndarray:
+        a = a.reshape(out[0], fx, out[1], fy, out[2], fz, a.shape[3])
+        return a.transpose(0, 2, 4, 6, 1, 3, 5).reshape(*out, a.shape[6], fx * fy * fz)
+
+    return split(arr), split(valid)
+
+
+def average(arr: np.ndarray, factor: tuple[int, int, int], front=(0, 0, 0)) -> np.ndarray:
+    """Mean of each block of ``factor`` voxels (edge blocks average what they have); ints round half up."""
+    vals, valid = _blocks(arr, factor, front)
+    count = valid.sum(-1)
+    if arr.dtype.kind == "f":
+        total = np.where(valid, vals, 0).sum(-1, dtype=np.float64)
+        return (total / count).astype(arr.dtype)
+    if arr.dtype.itemsize == 8:  # 64-bit sums could overflow int64: average in float64
+        total = np.where(valid, vals, 0).sum(-1, dtype=np.float64)
+        return np.floor(total / count + 0.5).astype(arr.dtype)
+    total = np.where(valid, vals, 0).sum(-1, dtype=np.int64)
+    return ((2 * total + count) // (2 * count)).astype(arr.dtype)  # = floor(mean + 1/2), exactly
+
+
+def mode(arr: np.ndarray, factor: tuple[int, int, int], front=(0, 0, 0)) -> np.ndarray:
+    """Most frequent value of each block; ties go to the smallest value."""
+    vals, valid = _blocks(arr, factor, front)
+    k = vals.shape[-1]
+    flat = vals.reshape(-1, k)
+    ok = valid.reshape(-1, k)
+    # counts[i, j] = how many valid entries of block i equal entry j (k is small: 8 for 2x2x2)
+    counts = np.zeros(flat.shape, np.int32)
+    for j in range(k):
+        counts += (flat == flat[:, j : j + 1]) & ok[:, j : j + 1]
+    counts = np.where(ok, counts, -1)
+    best = counts.max(axis=1, keepdims=True)
+    # among the most frequent, the smallest value
+    cand = np.where(counts == best, flat, np.iinfo(flat.dtype).max if flat.dtype.kind in "iu" else np.inf)
+    return cand.min(axis=1).reshape(vals.shape[:-1]).astype(arr.dtype)
+
+
+def downsample(vol: "Volume", mip: int, source_mip: int | None = None, method: str | None = None) -> None:
+    """Fill scale ``mip`` from ``source_mip`` (default: the next finer scale), chunk group by group.
+
+    Memory stays bounded: each task reads only the source region under one destination chunk
+    (or one shard, for a sharded destination), with ``2 * parallel`` tasks in flight.
+    """
+    if source_mip is None:
+        source_mip = mip - 1
+    if not 0 <= source_mip < mip < vol.num_mips:
+        raise RequestError(f"downsample needs 0 <= source_mip < mip < {vol.num_mips}; got source {source_mip}, mip {mip}")
+    src, dst = vol.scales[source_mip], vol.scales[mip]
+    ratio = [d / s for d, s in zip(dst.resolution, src.resolution)]
+    factor = tuple(int(round(r)) for r in ratio)
+    if any(abs(r - f) > 1e-6 or f < 1 for r, f in zip(ratio, factor)):
+        raise RequestError(f"mip {mip} is not an integer multiple of mip {source_mip} ({ratio})")
+    method = method or ("mode" if vol.layer_type == "segmentation" else "average")
+    if method not in ("mode", "average"):
+        raise RequestError(f"method must be 'mode' or 'average', got {method!r}")
+    kernel = mode if method == "mode" else average
+    cells = list(dst.cells(dst.bounds))
+
+    def one_group(group: list[tuple[int, int, int]]) -> None:
+        for cell in group:
+            box = dst.chunk_bbox(cell)
+            lo = [max(b * f, s) for b, f, s in zip(box.minpt, factor, src.bounds.minpt)]
+            hi = [min(b * f, s) for b, f, s in zip(box.maxpt, factor, src.bounds.maxpt)]
+            source = vol.download(Bbox(lo, hi), mip=source_mip)
+            # blocks sit on multiples of the factor in global coordinates
+            front = tuple(l - b * f for l, b, f in zip(lo, box.minpt, factor))
+            out = kernel(source, factor, front)[: box.size[0], : box.size[1], : box.size[2]]
+            vol.upload(box, out, mip=mip)
+
+    run_bounded(vol._orchestrator(), one_group, groups_of_cells(dst, cells), window=2)

@@ -1,0 +1,160 @@
+"""Writing arrays into a volume: aligned chunks directly, unaligned edges by read-modify-write."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Iterable, Literal
+
+import numpy as np
+
+from . import compression
+from .bbox import Bbox, Request, normalize_key
+from .codecs import ChunkSpec, get_codec
+from .errors import OutOfBoundsError, RequestError
+from .info import Scale
+from .plan import run_bounded
+from .sharding import ShardLayout
+
+if TYPE_CHECKING:
+    from .volume import Volume
+
+ZeroPolicy = Literal["write", "skip", "delete"]
+_IMAGE_CODECS = ("jpeg", "png", "jxl")
+
+
+class DefaultCompression(str):
+    """The default ``compression``: gzip on object stores, plain files on local disk.
+
+    A distinct type so that an explicit ``compression="gzip"`` (which writes ``.gz`` files on
+    local disk, as CloudVolume does) can be told apart from the default.
+    """
+
+
+DEFAULT_COMPRESSION = DefaultCompression("gzip")
+
+
+def transport_encoding(vol: "Volume", scale: Scale) -> str | None:
+    """The transport compression for chunks written to ``scale``."""
+    if scale.encoding in _IMAGE_CODECS or scale.sharding is not None:
+        return None  # images are compressed already; shards carry data_encoding instead
+    setting = vol.compress
+    if isinstance(setting, DefaultCompression):
+        return None if vol.store.url.scheme == "file" else "gzip"
+    return compression.normalize(setting)
+
+
+def _as_array(array: Any, req: Request, dtype: np.dtype) -> np.ndarray:
+    arr = np.asarray(array)
+    shape = req.out_shape
+    if arr.ndim == 0:
+        return np.broadcast_to(arr.astype(dtype), shape)
+    if arr.ndim == 3 and shape[3] == 1:
+        arr = arr[..., np.newaxis]
+    if arr.shape != shape:
+        raise RequestError(f"array of shape {arr.shape} does not fit region {req.bbox} with {shape[3]} channel(s): expected {shape}")
+    if arr.dtype != dtype:
+        if not np.can_cast(arr.dtype, dtype, "safe"):
+            raise RequestError(
+                f"array dtype {arr.dtype} cannot be stored losslessly in this {dtype} volume; convert it first "
+                f"(e.g. array.astype('{dtype}')) if the values fit"
+            )
+        arr = arr.astype(dtype)
+    return arr
+
+
+def groups_of_cells(scale: Scale, cells: list[tuple[int, int, int]]) -> list[list[tuple[int, int, int]]]:
+    """Units of work that never share a storage object: one per shard when sharded, else per chunk."""
+    if scale.sharding is None or not cells:
+        return [[c] for c in cells]
+    layout = ShardLayout(scale.sharding, scale)
+    shards, _ = layout.locate(layout.chunk_ids(np.array(cells)))
+    groups: dict[int, list[tuple[int, int, int]]] = {}
+    for cell, shard in zip(cells, shards.tolist()):
+        groups.setdefault(shard, []).append(cell)
+    return list(groups.values())
+
+
+def write(vol: "Volume", key: Any, array: Any, mip: int, zero_chunks: ZeroPolicy = "write") -> None:
+    """``vol[key] = array`` at ``mip``."""
+    if zero_chunks not in ("write", "skip", "delete"):
+        raise RequestError(f"zero_chunks must be 'write', 'skip' or 'delete', got {zero_chunks!r}")
+    scale = vol.scales[mip]
+    req = normalize_key(key, scale.bounds, vol.num_channels)
+    if req.steps != (1, 1, 1):
+        raise RequestError(f"writes cannot use steps, got {req.steps}; write a contiguous region")
+    if not scale.bounds.contains_bbox(req.bbox):
+        raise OutOfBoundsError(f"cannot write {req.bbox} at mip {mip}: it reaches outside the volume's bounds {scale.bounds}")
+    arr = _as_array(array, req, vol.dtype)
+    if req.bbox.empty:
+        return
+    codec = get_codec(scale.encoding)
+    store = vol.chunk_store(mip)
+    enc = transport_encoding(vol, scale)
+    nc = vol.num_channels
+    all_channels = req.channels == slice(0, nc, 1)
+
+    def chunk_bytes(cell: tuple[int, int, int]) -> bytes | None | bool:
+        """Encoded bytes for one chunk, ``None`` to delete it, ``False`` to leave it alone."""
+        cb = scale.chunk_bbox(cell)
+        inter = cb.intersection(req.bbox)
+        src = tuple(slice(l - r, h - r) for l, h, r in zip(inter.minpt, inter.maxpt, req.bbox.minpt))
+        name = scale.chunk_name(cell)
+        spec = ChunkSpec((*cb.size, nc), vol.dtype, scale, store.url.key_url(name))  # type: ignore[arg-type]
+        if inter == cb and all_channels:
+            data = arr[src]
+        else:  # read-modify-write: keep the voxels this write does not cover
+            old = store.get(name)
+            data = np.zeros(spec.shape, vol.dtype, order="F") if old is None else np.array(codec.decode(old, spec), order="F")
+            dst = tuple(slice(l - c, h - c) for l, h, c in zip(inter.minpt, inter.maxpt, cb.minpt))
+            data[(*dst, req.channels)] = arr[src]
+        if zero_chunks != "write" and not np.any(data):
+            return None if zero_chunks == "delete" else False
+        return compression.compress(codec.encode(data, spec), enc)
+
+    def one_group(cells: list[tuple[int, int, int]]) -> None:
+        items: dict[str, bytes | None] = {}
+        for cell in cells:
+            out = chunk_bytes(cell)
+            if out is not False:
+                items[scale.chunk_name(cell)] = out  # type: ignore[assignment]
+        if items:
+            store.put_many(items, content_encoding=enc, content_type=_content_type(scale))
+
+    groups = groups_of_cells(scale, list(scale.cells(req.bbox)))
+    run_bounded(vol._executor_for_io(), one_group, groups, window=2 * vol.parallel)
+
+
+def _content_type(scale: Scale) -> str:
+    return {"jpeg": "image/jpeg", "png": "image/png"}.get(scale.encoding, "application/octet-stream")
+
+
+def delete(vol: "Volume", bbox: Bbox | Any, mip: int) -> None:
+    """Remove every chunk inside ``bbox``, which must be chunk-aligned."""
+    scale = vol.scales[mip]
+    req = normalize_key(bbox, scale.bounds, vol.num_channels)
+    if not scale.bounds.contains_bbox(req.bbox):
+        raise OutOfBoundsError(f"cannot delete {req.bbox}: it reaches outside the bounds {scale.bounds}")
+    if not scale.is_aligned(req.bbox):
+        raise RequestError(
+            f"delete needs a chunk-aligned box; {req.bbox} is not aligned to chunks of {scale.chunk_size} "
+            f"starting at {scale.voxel_offset}. Write zeros to clear part of a chunk instead"
+        )
+    store = vol.chunk_store(mip)
+    groups = groups_of_cells(scale, list(scale.cells(req.bbox)))
+    run_bounded(
+        vol._executor_for_io(),
+        lambda cells: store.put_many({scale.chunk_name(c): None for c in cells}),
+        groups,
+        window=2 * vol.parallel,
+    )
+
+
+def exists(vol: "Volume", bbox: Bbox | Any, mip: int) -> float:
+    """Fraction of the chunks ``bbox`` touches that are present."""
+    scale = vol.scales[mip]
+    req = normalize_key(bbox, scale.bounds, vol.num_channels)
+    cells: Iterable = list(scale.cells(req.bbox.intersection(scale.bounds)))
+    if not cells:
+        return 0.0
+    store = vol.chunk_store(mip)
+    found = list(vol._executor_for_io().map(lambda c: store.exists(scale.chunk_name(c)), cells))
+    return sum(found) / len(found)
