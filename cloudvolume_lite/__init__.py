@@ -20,6 +20,13 @@ from .info import Info, Scale, Sharding
 from .stores import Store, StoreRegistry
 from .volume import Volume
 
+
+def store_dask(darray, vol, mip=None, *, rechunk=False, compute=True):  # noqa: ANN001
+    """Write a dask array into ``vol`` with chunk- (or shard-) aligned tasks; see :mod:`cloudvolume_lite.dask`."""
+    from .dask import store_dask as _store_dask
+
+    return _store_dask(darray, vol, mip, rechunk=rechunk, compute=compute)
+
 __version__ = "0.1.0"
 
 __all__ = [
@@ -38,4 +45,5 @@ __all__ = [
     "UnsupportedEncodingError",
     "Volume",
     "VolumeError",
+    "store_dask",
 ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
@@ -20,6 +20,9 @@ from . import create as _create
 from . import writer as _writer
 from .writer import DEFAULT_COMPRESSION, ZeroPolicy
 from .stores import Store, StoreRegistry
+
+if TYPE_CHECKING:
+    from .regions import RegionLoader
 
 
 class Volume:
@@ -46,6 +49,18 @@ class Volume:
         stores: StoreRegistry | None = None,
         compress: str | None = DEFAULT_COMPRESSION,
     ):
+        self._args = dict(
+            url=url, fill_missing=fill_missing, bounded=bounded, lru_bytes=lru_bytes, cache=cache,
+            cache_bytes=cache_bytes, parallel=parallel, progress=progress, secrets=secrets, stores=stores,
+            compress=compress,
+        )
+        self._setup(mip, info=None)
+
+    def _setup(self, mip: int | Sequence[float], info: Info | None) -> None:
+        a = self._args
+        url, fill_missing, bounded, progress, compress = a["url"], a["fill_missing"], a["bounded"], a["progress"], a["compress"]
+        lru_bytes, cache, cache_bytes, parallel, secrets, stores = (
+            a["lru_bytes"], a["cache"], a["cache_bytes"], a["parallel"], a["secrets"], a["stores"])
         self.fill_missing = bool(fill_missing)
         self.bounded = bool(bounded)
         self.progress = bool(progress)
@@ -68,8 +83,16 @@ class Volume:
         self._executor: ThreadPoolExecutor | None = None
         self._outer: ThreadPoolExecutor | None = None
         self._scale_stores: dict[int, Store] = {}
-        self._info = self._read_info()
+        self._info = info if info is not None else self._read_info()
         self._mip = self._info.scale_index(mip)
+
+    def __getstate__(self) -> dict:
+        """Pickles small (for Dask tasks): the arguments and the parsed info, no threads or caches."""
+        return {"args": self._args, "mip": self._mip, "info": self._info.to_json()}
+
+    def __setstate__(self, state: dict) -> None:
+        self._args = state["args"]
+        self._setup(state["mip"], Info.from_json(state["info"], state["args"]["url"]))
 
     # -- opening -------------------------------------------------------------------------------
     def _read_info(self) -> Info:
@@ -238,7 +261,11 @@ class Volume:
                 "ask within the bounds, or open the Volume with bounded=False to read the outside as zeros"
             )
 
-    def _read(self, req: Request, mip: int) -> np.ndarray:
+    def _read_box(self, box: Bbox, mip: int, store: Store | None = None) -> np.ndarray:
+        """All channels of ``box`` at ``mip``, optionally through another chunk store."""
+        return self._read(Request(box, (1, 1, 1), slice(0, self.num_channels, 1)), mip, store)
+
+    def _read(self, req: Request, mip: int, store: Store | None = None) -> np.ndarray:
         scale = self._info.scales[mip]
         self._check_bounds(req, scale, mip)
         codec = get_codec(scale.encoding)  # fails here, not at open, for an unknown encoding
@@ -247,7 +274,7 @@ class Volume:
         out = alloc(req.out_shape, dtype=self.dtype, order="F")
         if out.size == 0:
             return out
-        store = self.chunk_store(mip)
+        store = store or self.chunk_store(mip)
         nc = self.num_channels
         chans = req.channels
         full_channels = chans == slice(0, nc, 1)
@@ -362,6 +389,25 @@ class Volume:
         from .downsample import downsample
 
         downsample(self, mip, source_mip, method)
+
+    # -- beyond one machine --------------------------------------------------------------------
+    def to_dask(self, chunks: Sequence[int] | None = None, mip: int | None = None) -> Any:
+        """A lazy ``dask.array`` (X, Y, Z, C) of the whole scale, one task per storage chunk
+        (or per group of chunks with ``chunks=``, or per shard when shards are boxes)."""
+        from .dask import to_dask
+
+        return to_dask(self, chunks, None if mip is None else self._mip_index(mip))
+
+    def read_regions(self, locations: Any, size: Sequence[int], batch_size: int = 1,
+                     num_workers: int | None = None, shuffle: bool = False, seed: int = 0,
+                     drop_last: bool = False, prefetch_factor: int = 2, mip: int | None = None) -> "RegionLoader":
+        """Batches ``(B, sx, sy, sz, C)`` of the regions whose lower corners are ``locations``,
+        fetched ahead by ``num_workers`` threads (see :class:`~cloudvolume_lite.regions.RegionLoader`)."""
+        from .regions import RegionLoader
+
+        return RegionLoader(self, locations, size, batch_size=batch_size, num_workers=num_workers,
+                            shuffle=shuffle, seed=seed, drop_last=drop_last, prefetch_factor=prefetch_factor,
+                            mip=None if mip is None else self._mip_index(mip))
 
     # -- points ------------------------------------------------------------------------------------
     def scattered_points(self, points: Any, mip: int | Sequence[float] | None = None) -> np.ndarray:
