@@ -1,12 +1,30 @@
-"""The ``cvl`` command."""
+"""The ``cvl`` command: info, get, points, cp, cache and demo."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Sequence
 
+import numpy as np
+
 from .errors import VolumeError
+
+
+def _progress_bar(enabled: bool | None, total: int, desc: str):
+    """A tqdm bar when asked or when stderr is a terminal; otherwise None."""
+    if enabled is False or (enabled is None and not sys.stderr.isatty()):
+        return None
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return None
+    return tqdm(total=total, desc=desc, unit="unit", file=sys.stderr)
+
+
+def _fmt(v: Sequence[float]) -> str:
+    return "x".join(f"{x:g}" for x in v)
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
@@ -15,12 +33,154 @@ def _cmd_info(args: argparse.Namespace) -> int:
     vol = Volume(args.url)
     i = vol.info
     print(f"{vol.url}\n  type {i.type}, {i.data_type}, {i.num_channels} channel(s)")
-    print(f"  {'mip':>3} {'key':<16} {'size':<20} {'offset':<18} {'resolution':<18} {'chunk':<14} {'encoding':<24} sharding")
+    print(f"  {'mip':>3} {'key':<16} {'size':<18} {'offset':<14} {'resolution':<14} {'chunk':<12} {'encoding':<24} sharding")
     for m, s in enumerate(i.scales):
-        shard = "-" if s.sharding is None else f"{s.sharding.hash} p{s.sharding.preshift_bits} m{s.sharding.minishard_bits} s{s.sharding.shard_bits}"
-        fmt = lambda v: "x".join(f"{x:g}" for x in v)  # noqa: E731
-        print(f"  {m:>3} {s.key:<16} {fmt(s.size):<20} {fmt(s.voxel_offset):<18} {fmt(s.resolution):<18} "
-              f"{fmt(s.chunk_size):<14} {s.encoding:<24} {shard}")
+        shard = "-"
+        if s.sharding is not None:
+            sh = s.sharding
+            shard = f"{sh.hash} preshift {sh.preshift_bits} minishard {sh.minishard_bits} shard {sh.shard_bits}"
+        print(f"  {m:>3} {s.key:<16} {_fmt(s.size):<18} {_fmt(s.voxel_offset):<14} {_fmt(s.resolution):<14} "
+              f"{_fmt(s.chunk_size):<12} {s.encoding:<24} {shard}")
+    return 0
+
+
+def _label_colors(a: np.ndarray) -> np.ndarray:
+    """Stable pseudo-random RGB colours for segmentation ids (0 stays black)."""
+    h = (a.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(40)
+    rgb = np.stack([(h >> np.uint64(s)) & np.uint64(255) for s in (0, 8, 16)], -1).astype(np.uint8)
+    rgb[a == 0] = 0
+    return rgb
+
+
+def _to_picture(a: np.ndarray, layer_type: str) -> np.ndarray:
+    """(X, Y, Z, C) -> a 2-D picture: one z-slice, or a montage of all z-slices in a grid."""
+    x, y, z, c = a.shape
+    cols = int(np.ceil(np.sqrt(z)))
+    rows = -(-z // cols)
+    if layer_type == "segmentation" or a.dtype.kind in "iu" and a.dtype.itemsize > 2:
+        tiles = _label_colors(a[..., 0])  # (x, y, z, 3)
+    elif c in (1, 3):
+        tiles = a if a.dtype in (np.uint8, np.uint16) else _rescale(a)
+    else:
+        tiles = a[..., :1] if a.dtype in (np.uint8, np.uint16) else _rescale(a[..., :1])
+    ch = tiles.shape[3]
+    canvas = np.zeros((rows * y, cols * x, ch), tiles.dtype)
+    for k in range(z):
+        r, q = divmod(k, cols)
+        canvas[r * y : (r + 1) * y, q * x : (q + 1) * x] = tiles[:, :, k].transpose(1, 0, 2)
+    return canvas[..., 0] if ch == 1 else canvas
+
+
+def _rescale(a: np.ndarray) -> np.ndarray:
+    a = a.astype(np.float64)
+    lo, hi = np.nanmin(a), np.nanmax(a)
+    return ((a - lo) / (hi - lo or 1) * 255).astype(np.uint8)
+
+
+def _save(path: str, a: np.ndarray, layer_type: str) -> str:
+    ext = os.path.splitext(path)[1].lower()
+    if ext == ".npy":
+        np.save(path, a)
+        return f"(X, Y, Z, C) = {a.shape} {a.dtype}"
+    if ext == ".png":
+        from .codecs.png import encode_picture
+
+        pic = _to_picture(a, layer_type)
+        with open(path, "wb") as f:
+            f.write(encode_picture(pic))
+        return f"{pic.shape[1]}x{pic.shape[0]} picture of {a.shape[2]} z-slice(s)"
+    if ext in (".tif", ".tiff"):
+        from PIL import Image
+
+        pages = [Image.fromarray(np.ascontiguousarray(a[:, :, k, 0].T)) for k in range(a.shape[2])]
+        pages[0].save(path, save_all=True, append_images=pages[1:])
+        return f"{len(pages)} page(s) of {a.shape[0]}x{a.shape[1]} (channel 0)"
+    raise ValueError(f"unknown output type {ext!r}: use .npy, .png or .tif")
+
+
+def _cmd_get(args: argparse.Namespace) -> int:
+    from .bbox import Bbox
+    from .volume import Volume
+
+    box = Bbox.from_string(args.bbox)
+    vol = Volume(args.url, mip=args.mip, fill_missing=args.fill_missing, progress=bool(args.progress))
+    a = vol.download(box)
+    what = _save(args.output, a, vol.layer_type)
+    print(f"wrote {args.output}: {what}")
+    return 0
+
+
+def _cmd_points(args: argparse.Namespace) -> int:
+    from .volume import Volume
+
+    rows = []
+    with open(args.points) as f:
+        for n, line in enumerate(f, 1):
+            line = line.strip()
+            if not line or line.startswith("#") or (n == 1 and not line[0].lstrip("-").isdigit()):
+                continue  # blank, comment or header line
+            parts = [p for p in line.replace(",", " ").split() if p]
+            if len(parts) < 3:
+                raise ValueError(f"{args.points}:{n}: expected x,y,z, got {line!r}")
+            rows.append([int(float(p)) for p in parts[:3]])
+    pts = np.array(rows, dtype=np.int64).reshape(-1, 3)
+    vol = Volume(args.url, mip=args.mip, fill_missing=args.fill_missing)
+    vals = vol.scattered_points(pts)
+    vals = vals.reshape(len(pts), -1)
+    with open(args.output, "w") as f:
+        f.write("x,y,z," + ",".join(f"c{c}" for c in range(vals.shape[1])) + "\n")
+        for p, v in zip(pts, vals):
+            f.write(",".join(str(int(t)) for t in p) + "," + ",".join(str(t) for t in v.tolist()) + "\n")
+    print(f"wrote {len(pts)} value(s) to {args.output}")
+    return 0
+
+
+def _cmd_cp(args: argparse.Namespace) -> int:
+    from .transfer import as_sharding_arg, copy_volume
+
+    chunk = None
+    if args.chunk_size:
+        chunk = [int(v) for v in args.chunk_size.split(",")]
+        if len(chunk) != 3:
+            raise ValueError("--chunk-size takes cx,cy,cz")
+    bar = None
+
+    def progress(done: int, total: int) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = _progress_bar(args.progress, total, "cvl cp")
+        if bar is not None:
+            bar.update(done - bar.n)
+
+    written = copy_volume(
+        args.src, args.dst, mip=args.mip, encoding=args.encoding,
+        sharding=as_sharding_arg(args.sharded, args.unsharded), chunk_size=chunk, resume=not args.restart,
+        progress=progress,
+    )
+    if bar is not None:
+        bar.close()
+    print(f"copied {args.src} (mip {args.mip}) to {args.dst}: {written} block(s) written")
+    return 0
+
+
+def _cmd_cache(args: argparse.Namespace) -> int:
+    from .disk_cache import DiskCache, default_cache_dir
+
+    cache = DiskCache(args.dir or default_cache_dir())
+    if args.action == "size":
+        print(f"{cache.size} bytes in {cache.path}")
+    elif args.action == "clear":
+        cache.clear()
+        print(f"cleared {cache.path}")
+    else:
+        found = 0
+        for dirpath, _, files in os.walk(cache.path):
+            if "info" in files:
+                size = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(dirpath) for f in fs)
+                print(f"{size:>14} {os.path.relpath(dirpath, cache.path)}")
+                found += 1
+        if not found:
+            print(f"no cached volumes in {cache.path}")
     return 0
 
 
@@ -32,25 +192,72 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="cvl", description="Fast numpy access to Neuroglancer Precomputed volumes.")
-    sub = p.add_subparsers(dest="command", required=True)
-    d = sub.add_parser("demo", help="build a sample volume, read it back through the whole stack, print what happened",
-                       description="Build a small image + segmentation volume, then read it back and report.",
-                       epilog="example: cvl demo --dir /tmp/cvl-demo")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, help_: str, example: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help_, description=help_, epilog=f"example:\n  {example}",
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+
+    d = add("demo", "build a sample volume, read it back through the whole stack, print what happened", "cvl demo --dir /tmp/cvl-demo")
     d.add_argument("--dir", default=None, help="where to build the sample (default: a temporary directory)")
     d.set_defaults(func=_cmd_demo)
-    i = sub.add_parser("info", help="print a volume's scales", epilog="example: cvl info gs://bucket/dataset/image")
+
+    i = add("info", "print a volume's scales", "cvl info gs://bucket/dataset/image")
     i.add_argument("url")
     i.set_defaults(func=_cmd_info)
+
+    g = add("get", "download a box to .npy, .tif or .png (a z-slice, or a montage of slices)",
+            "cvl get file:///data/vol 0:512,0:512,100:101 -o slice.png")
+    g.add_argument("url")
+    g.add_argument("bbox", help="x0:x1,y0:y1,z0:z1 in global voxel coordinates")
+    g.add_argument("-o", "--output", required=True)
+    g.add_argument("--mip", type=int, default=0)
+    g.add_argument("--fill-missing", action="store_true", help="read missing chunks as zeros")
+    g.add_argument("--progress", action="store_true", default=None)
+    g.set_defaults(func=_cmd_get)
+
+    pt = add("points", "read the voxel values at the points of a CSV (x,y,z per line)",
+             "cvl points file:///data/seg points.csv -o values.csv")
+    pt.add_argument("url")
+    pt.add_argument("points")
+    pt.add_argument("-o", "--output", required=True)
+    pt.add_argument("--mip", type=int, default=0)
+    pt.add_argument("--fill-missing", action="store_true")
+    pt.set_defaults(func=_cmd_points)
+
+    c = add("cp", "copy one scale to another store, re-encoding or resharding on the way (resumable)",
+            "cvl cp file:///data/vol s3://bucket/vol --encoding compressed_segmentation --sharded")
+    c.add_argument("src")
+    c.add_argument("dst")
+    c.add_argument("--mip", type=int, default=0)
+    c.add_argument("--encoding", default=None)
+    c.add_argument("--sharded", action="store_true", help="write a sharded scale (spec chosen for ~1 GiB shards)")
+    c.add_argument("--unsharded", action="store_true", help="write one file per chunk")
+    c.add_argument("--chunk-size", default=None, help="cx,cy,cz for the destination")
+    c.add_argument("--restart", action="store_true", help="rewrite everything instead of skipping finished blocks")
+    c.add_argument("--progress", action="store_true", default=None)
+    c.set_defaults(func=_cmd_cp)
+
+    k = add("cache", "inspect or clear the on-disk chunk cache", "cvl cache ls")
+    k.add_argument("action", choices=["ls", "clear", "size"])
+    k.add_argument("--dir", default=None, help="cache directory (default: $CVL_CACHE_DIR or ~/.cache/cloudvolume-lite)")
+    k.set_defaults(func=_cmd_cache)
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
     except VolumeError as e:
-        print(f"cvl: error: {e}", file=sys.stderr)
+        msg = str(e)
+        if e.__class__.__name__ == "RequestError" and "bbox" in msg:
+            parser.exit(2, f"cvl: error: {msg}\n")
+        print(f"cvl: error: {msg}", file=sys.stderr)
         return 1
+    except (ValueError, OSError) as e:
+        parser.exit(2, f"cvl: error: {e}\n")
 
 
 if __name__ == "__main__":

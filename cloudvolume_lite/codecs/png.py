@@ -75,13 +75,19 @@ def _encode_plain(pixels: np.ndarray, level: int) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw, level)) + chunk(b"IEND", b"")
 
 
-def encode(array: np.ndarray, spec: ChunkSpec) -> bytes:
+def encode_picture(pixels: np.ndarray, level: int = 6) -> bytes:
+    """PNG bytes of a (H, W) or (H, W, C) uint8/uint16 picture, C in 1..4."""
     import pyspng
 
+    if pixels.ndim == 2:
+        pixels = pixels[..., np.newaxis]
+    if pixels.dtype == np.uint16 and pixels.shape[2] in (1, 3):
+        return _encode_plain(pixels, level)
+    pixels = np.ascontiguousarray(pixels)
+    return pyspng.encode(pixels[..., 0] if pixels.shape[2] == 1 else pixels, compress_level=level)
+
+
+def encode(array: np.ndarray, spec: ChunkSpec) -> bytes:
     _check(spec)
     level = int(spec.scale.extra.get("png_level", 6))
-    pixels = chunk_to_pixels(np.asarray(array, dtype=spec.dtype), spec)
-    nc = spec.shape[3]
-    if spec.dtype == np.uint16 and nc in (1, 3):
-        return _encode_plain(pixels, level)
-    return pyspng.encode(pixels[..., 0] if nc == 1 else pixels, compress_level=level)
+    return encode_picture(chunk_to_pixels(np.asarray(array, dtype=spec.dtype), spec), level)

@@ -1,0 +1,97 @@
+"""Copying a volume between stores, re-encoding or resharding on the way, resumably."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Iterator, Sequence
+
+from .bbox import Bbox
+from .create import build_info, write_info
+from .dask import write_unit
+from .info import Info
+from .stores import StoreRegistry
+from .volume import Volume
+from .writer import DEFAULT_COMPRESSION
+
+
+def units(box: Bbox, unit: Sequence[int], origin: Sequence[int]) -> Iterator[Bbox]:
+    """Boxes of ``unit`` voxels tiling ``box`` on a grid starting at ``origin`` (clipped to ``box``)."""
+    lo, hi = box.grid_range(origin, unit, [10**12] * 3)
+    for gz in range(lo[2], hi[2]):
+        for gy in range(lo[1], hi[1]):
+            for gx in range(lo[0], hi[0]):
+                a = [o + g * u for o, g, u in zip(origin, (gx, gy, gz), unit)]
+                yield Bbox(a, [x + u for x, u in zip(a, unit)]).intersection(box)
+
+
+def copy_block(scale: Any, voxel_bytes: int, target_bytes: int = 64 << 20) -> tuple[int, int, int]:
+    """A box of whole write units of about ``target_bytes``: the unit of work and of resuming."""
+    unit = list(write_unit(scale))
+    if scale.sharding is not None:
+        return tuple(unit)  # type: ignore[return-value]
+    grow = 0
+    while True:  # double the smallest axis that still fits in the volume
+        d = grow % 3
+        grow += 1
+        nxt = list(unit)
+        nxt[d] *= 2
+        if nxt[d] > 2 * scale.size[d]:
+            if grow > 30:
+                return tuple(unit)  # type: ignore[return-value]
+            continue
+        if nxt[0] * nxt[1] * nxt[2] * voxel_bytes > target_bytes:
+            return tuple(unit)  # type: ignore[return-value]
+        unit = nxt
+
+
+def copy_volume(
+    src_url: str, dst_url: str, *, mip: int = 0, encoding: str | None = None, sharding: Any = "same",
+    chunk_size: Sequence[int] | None = None, compression: str | None = DEFAULT_COMPRESSION,
+    resume: bool = True, parallel: int | None = None, progress: Callable[[int, int], None] | None = None,
+) -> int:
+    """Copy scale ``mip`` of ``src_url`` into a new one-scale volume at ``dst_url``; returns units written.
+
+    ``sharding``: ``"same"`` keeps the source's choice, ``None``/``False`` writes unsharded,
+    ``True`` picks a spec, or a dict. Work goes in destination write units (a chunk, or a shard
+    when sharded); with ``resume`` a unit whose chunks all exist already is skipped, so an
+    interrupted copy continues where it stopped.
+    """
+    src = Volume(src_url, mip=mip, parallel=parallel, fill_missing=True)
+    s = src.scale
+    if sharding == "same":
+        sharding = None if s.sharding is None else s.sharding
+    enc = (encoding or s.encoding).lower()
+    options = {k: v for k, v in s.extra.items() if k in ("jpeg_quality", "png_level")}
+    if enc == "compressed_segmentation":
+        options["compressed_segmentation_block_size"] = s.compressed_segmentation_block_size or (8, 8, 8)
+    info = build_info(
+        data_type=src.dtype.name, layer_type=src.layer_type, size=s.size, chunk_size=chunk_size or s.chunk_size,
+        resolution=s.resolution, voxel_offset=s.voxel_offset, num_channels=src.num_channels,
+        encoding=enc, sharding=sharding, **options,
+    )
+    store = StoreRegistry().open(dst_url)
+    existing = store.get("info")
+    if existing is not None and resume:
+        old = Info.from_bytes(existing, dst_url)
+        write_info(store, info, overwrite=old.scales[0].key != info.scales[0].key)
+    else:
+        write_info(store, info, overwrite=True)
+    dst = Volume(dst_url, parallel=parallel, compress=compression)
+    ds = dst.scale
+    todo = list(units(ds.bounds, copy_block(ds, src.dtype.itemsize * src.num_channels), ds.voxel_offset))
+    written = 0
+    for i, box in enumerate(todo):
+        if not (resume and dst.exists(box) == 1.0):
+            dst.upload(box, src.download(box))
+            written += 1
+        if progress is not None:
+            progress(i + 1, len(todo))
+    src.close()
+    dst.close()
+    return written
+
+
+def as_sharding_arg(sharded: bool, unsharded: bool) -> Any:
+    """The ``sharding`` argument for ``--sharded`` / ``--unsharded`` flags."""
+    if sharded and unsharded:
+        raise ValueError("--sharded and --unsharded exclude each other")
+    return True if sharded else (None if unsharded else "same")
