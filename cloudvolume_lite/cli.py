@@ -90,11 +90,11 @@ def _save(path: str, a: np.ndarray, layer_type: str) -> str:
             f.write(encode_picture(pic))
         return f"{pic.shape[1]}x{pic.shape[0]} picture of {a.shape[2]} z-slice(s)"
     if ext in (".tif", ".tiff"):
-        from PIL import Image
+        import tifffile
 
-        pages = [Image.fromarray(np.ascontiguousarray(a[:, :, k, 0].T)) for k in range(a.shape[2])]
-        pages[0].save(path, save_all=True, append_images=pages[1:])
-        return f"{len(pages)} page(s) of {a.shape[0]}x{a.shape[1]} (channel 0)"
+        # ZYXC order, as image tools expect a stack; every dtype (uint64 ids included) kept exactly
+        tifffile.imwrite(path, np.ascontiguousarray(a.transpose(2, 1, 0, 3)), photometric="minisblack")
+        return f"{a.shape[2]} page(s) of {a.shape[0]}x{a.shape[1]}, {a.shape[3]} channel(s), {a.dtype}"
     raise ValueError(f"unknown output type {ext!r}: use .npy, .png or .tif")
 
 

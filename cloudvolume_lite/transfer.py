@@ -47,13 +47,14 @@ def copy_volume(
     src_url: str, dst_url: str, *, mip: int = 0, encoding: str | None = None, sharding: Any = "same",
     chunk_size: Sequence[int] | None = None, compression: str | None = DEFAULT_COMPRESSION,
     resume: bool = True, parallel: int | None = None, progress: Callable[[int, int], None] | None = None,
+    block_bytes: int = 64 << 20,
 ) -> int:
     """Copy scale ``mip`` of ``src_url`` into a new one-scale volume at ``dst_url``; returns units written.
 
     ``sharding``: ``"same"`` keeps the source's choice, ``None``/``False`` writes unsharded,
     ``True`` picks a spec, or a dict. Work goes in destination write units (a chunk, or a shard
-    when sharded); with ``resume`` a unit whose chunks all exist already is skipped, so an
-    interrupted copy continues where it stopped.
+    when sharded) grouped into blocks of about ``block_bytes``; with ``resume`` a block whose
+    chunks all exist already is skipped, so an interrupted copy continues where it stopped.
     """
     src = Volume(src_url, mip=mip, parallel=parallel, fill_missing=True)
     s = src.scale
@@ -77,7 +78,7 @@ def copy_volume(
         write_info(store, info, overwrite=True)
     dst = Volume(dst_url, parallel=parallel, compress=compression)
     ds = dst.scale
-    todo = list(units(ds.bounds, copy_block(ds, src.dtype.itemsize * src.num_channels), ds.voxel_offset))
+    todo = list(units(ds.bounds, copy_block(ds, src.dtype.itemsize * src.num_channels, block_bytes), ds.voxel_offset))
     written = 0
     for i, box in enumerate(todo):
         if not (resume and dst.exists(box) == 1.0):
