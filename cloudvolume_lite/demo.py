@@ -52,7 +52,7 @@ def run_demo(directory: str | None = None) -> int:
                 got, dt = _timed(lambda: vol[37:150:2, 20:131, 5:40])
                 check("strided cutout [37:150:2, 20:131, 5:40]", got, truth[37:150:2, 20:131, 5:40], dt)
                 small, dt = _timed(lambda: vol.download(vol.scales[1].bounds, mip=1))
-                print(f"  {"mip 1 (downsampled on write)":<40} {small.shape} in {dt * 1e3:.1f} ms")
+                print(f"  {'mip 1 (downsampled on write)':<40} {small.shape} in {dt * 1e3:.1f} ms")
 
         rng = np.random.default_rng(0)
         pts = np.stack([rng.integers(0, n, 10_000) for n in seg.shape[:3]], axis=1)
