@@ -184,6 +184,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--systems", default="cvl,cv,ts", help="comma-separated subset of cvl,cv,ts")
     ap.add_argument("--lines", default=None, help="regex: only run lines whose name matches")
     ap.add_argument("--cvl-parallel", type=int, default=None, help="cloudvolume-lite worker threads (default: its own)")
+    ap.add_argument(
+        "--no-prefault", action="store_true", help="do not touch fresh memory before each operation (see README)"
+    )
     ap.add_argument("--regen", action="store_true", help="regenerate the cached test volumes")
     ap.add_argument("--json", default=None, help="results file name under benchmarks/results/ ('' = none)")
     ap.add_argument("-q", "--quiet", action="store_true", help="do not print every run")
@@ -212,7 +215,9 @@ def main(argv: list[str] | None = None) -> int:
         f"interleaved; data in {common.data_dir()}"
     )
     log = (lambda s: None) if args.quiet else print
-    results = common.run_interleaved(systems, lines, repeats=repeats, warmup=args.warmup, log=log)
+    results = common.run_interleaved(
+        systems, lines, repeats=repeats, warmup=args.warmup, prefault_memory=not args.no_prefault, log=log
+    )
 
     print()
     print(common.format_table(results, names, ours))
@@ -224,6 +229,7 @@ def main(argv: list[str] | None = None) -> int:
             "repeats": repeats,
             "warmup": args.warmup,
             "cvl_parallel": args.cvl_parallel,
+            "prefault": not args.no_prefault,
             "volumes": {v.name: {"url": v.url, "disk_bytes": v.disk_bytes(), **v.params} for v, _, _ in volumes},
             "elapsed_s": time.perf_counter() - t0,
         }

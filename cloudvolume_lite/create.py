@@ -24,6 +24,14 @@ _LIMITS: dict[str, tuple[tuple[str, ...] | None, tuple[int, ...] | None]] = {
 }
 
 
+#: scale fields a caller may set through ``encoding_options`` (writer hints the spec and CloudVolume know)
+SCALE_OPTIONS = frozenset({
+    "compressed_segmentation_block_size", "jpeg_quality", "png_level", "jxl_quality", "jxl_effort",
+    "jxl_decodingspeed", "fpzip_precision", "zfpc_rate", "zfpc_precision", "zfpc_tolerance",
+    "zfpc_correlated_dims", "hidden",
+})
+
+
 def scale_key(resolution: Sequence[float]) -> str:
     """``"4_4_40"`` for [4, 4, 40]: TensorStore's naming (no trailing ``.0``)."""
     return "_".join(f"{r:g}" for r in resolution)
@@ -56,6 +64,11 @@ def build_info(
     num_channels: int = 1, encoding: str = "raw", sharding: Any = None, **encoding_options: Any,
 ) -> Info:
     """A validated one-scale ``Info``; ``encoding_options`` become scale fields (e.g. jpeg_quality)."""
+    unknown = sorted(set(encoding_options) - SCALE_OPTIONS)
+    if unknown:
+        raise RequestError(
+            f"unknown option(s) {', '.join(unknown)}; encoding options are {', '.join(sorted(SCALE_OPTIONS))}"
+        )
     data_type = np.dtype(data_type).name
     if data_type not in DATA_TYPES:
         raise RequestError(f"data_type must be one of {', '.join(DATA_TYPES)}, got {data_type}")

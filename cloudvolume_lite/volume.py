@@ -319,6 +319,9 @@ class Volume:
         compression: str | None = DEFAULT_COMPRESSION,
         sharding: Any = None,
         overwrite: bool = False,
+        secrets: Any = None,
+        parallel: int | None = None,
+        stores: StoreRegistry | None = None,
         **encoding_options: Any,
     ) -> "Volume":
         """Write a new volume's ``info`` and open it.
@@ -329,18 +332,23 @@ class Volume:
         for ~1 GiB shards), a dict of the spec's fields, or a :class:`Sharding`.
         ``encoding_options`` become scale fields (``jpeg_quality=90``,
         ``compressed_segmentation_block_size=(8, 8, 8)``, ...). An existing, different ``info``
-        is an error unless ``overwrite=True``. Other keyword arguments of ``Volume`` (e.g.
-        ``parallel``) are not accepted here: open the volume again to set them.
+        is an error unless ``overwrite=True``. ``secrets``, ``parallel`` and ``stores`` are
+        passed to the store and the returned Volume, never into ``info``.
         """
         info = _create.build_info(
             data_type=data_type, layer_type=layer_type, size=size, chunk_size=chunk_size,
             resolution=resolution, voxel_offset=voxel_offset, num_channels=num_channels,
             encoding=encoding, sharding=sharding, **encoding_options,
         )
-        store = StoreRegistry().open(url)
+        opts: dict[str, Any] = {}
+        if secrets is not None:
+            opts["secrets"] = secrets
+        if parallel is not None:
+            opts["parallel"] = parallel
+        store = (stores or StoreRegistry()).open(url, **opts)
         _create.write_info(store, info, overwrite)
         store.close()
-        return cls(url, compress=compression)
+        return cls(url, compress=compression, secrets=secrets, parallel=parallel, stores=stores)
 
     def __setitem__(self, key: Any, array: Any) -> None:
         _writer.write(self, key, array, self._mip)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from fixtures_servers import *  # noqa: F401,F403
 
 
 @pytest.fixture

@@ -163,7 +163,10 @@ def test_create_validation(tmp_path):
         cvl.Volume.create(str(tmp_path / "a"), data_type="uint8", encoding="nope", **kw)
     with pytest.raises(cvl.RequestError, match="layer_type"):
         cvl.Volume.create(str(tmp_path / "a"), data_type="uint8", **{**kw, "layer_type": "mesh"})
-    vol = cvl.Volume.create(str(tmp_path / "b"), data_type="uint8", **kw)
+    with pytest.raises(cvl.RequestError, match="unknown option"):
+        cvl.Volume.create(str(tmp_path / "a"), data_type="uint8", jpeg_qualty=90, **kw)
+    vol = cvl.Volume.create(str(tmp_path / "b"), data_type="uint8", secrets={"token": "s3cr3t"}, **kw)
+    assert "s3cr3t" not in (tmp_path / "b" / "info").read_text()
     cvl.Volume.create(str(tmp_path / "b"), data_type="uint8", **kw)  # same info: fine
     with pytest.raises(cvl.RequestError, match="overwrite=True"):
         cvl.Volume.create(str(tmp_path / "b"), data_type="uint16", **kw)

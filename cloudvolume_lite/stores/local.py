@@ -45,7 +45,7 @@ class LocalStore(Store):
         for suffix, enc in _VARIANTS:
             try:
                 with open(path + suffix, "rb") as f:
-                    if byte_range is not None and enc is None:
+                    if byte_range is not None:  # ranges see the stored bytes, as on GCS/S3
                         start, end = byte_range
                         return os.pread(f.fileno(), max(0, end - start), start)
                     data = f.read()
@@ -53,8 +53,7 @@ class LocalStore(Store):
                 continue
             except OSError as e:
                 raise StoreError(f"reading {path + suffix} failed: {e}") from None
-            data = compression.decompress(data, enc, path + suffix)
-            return data if byte_range is None else data[byte_range[0] : byte_range[1]]
+            return compression.decompress(data, enc, path + suffix)
         return None
 
     def put(self, key: str, data: bytes, *, content_type: str | None = None, content_encoding: str | None = None) -> None:

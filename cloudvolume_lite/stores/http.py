@@ -1,0 +1,211 @@
+"""``http(s)://host/path``: read-only access to a volume served by any web server.
+
+- One ``requests.Session`` per Volume (shared by the scale stores), with a connection pool of
+  ``parallel`` connections. Retries follow :class:`~.retry.RetryPolicy` (pass ``retry=`` to the
+  constructor, e.g. through ``StoreRegistry().with_scheme("https", partial(HTTPStore, retry=...))``).
+- Whole-object reads advertise ``Accept-Encoding: gzip, br, zstd`` and undo the
+  ``Content-Encoding`` the server used. Ranged reads send ``Accept-Encoding: identity`` and never
+  decode: they return bytes ``[start, end)`` of what the server sends. A server that answers a
+  ranged request with ``200`` and the whole body is sliced here (correct, but slow).
+- ``secrets`` (optional): ``{"headers": {...}}`` for extra request headers (an ``Authorization``
+  bearer token, say) and/or ``{"auth": (user, password)}``. Credentials never appear in errors
+  or reprs, nor does the ``user:password@`` part of a URL.
+- Writes: HTTP has no standard way to write, delete or list objects, so ``put``, ``delete`` and
+  ``list`` raise :class:`UnsupportedEncodingError` saying so. Write to gs://, s3:// or a local
+  directory and serve that.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterator, Sequence
+from urllib.parse import quote
+
+import requests
+import urllib3
+from requests.adapters import HTTPAdapter
+
+from .. import compression
+from ..errors import RequestError, UnsupportedEncodingError
+from .base import ByteRange, Store, check_key
+from .retry import RetryPolicy, SharedClient, Transient, get_ranges_coalesced, is_retryable_status, \
+    parse_retry_after, status_error
+from .url import StoreURL
+
+#: every encoding compression.decompress understands (brotli and zstandard are dependencies)
+ACCEPT_ENCODING = "gzip, br, zstd"
+#: characters left as they are in a URL path (a "%" keeps escapes the user already wrote)
+_SAFE = "/:@!$&'()*+,;=-._~%"
+
+
+def _make_session(parallel: int, secrets: dict[str, Any]) -> requests.Session:
+    s = requests.Session()
+    # max_retries=0: the RetryPolicy is the only one; pool sized to the requests in flight
+    adapter = HTTPAdapter(pool_connections=8, pool_maxsize=parallel, max_retries=0)
+    s.mount("http://", adapter)
+    s.mount("https://", adapter)
+    s.headers.update(secrets.get("headers") or {})
+    if secrets.get("auth") is not None:
+        s.auth = tuple(secrets["auth"])  # type: ignore[assignment]
+    return s
+
+
+def _check_secrets(secrets: Any) -> dict[str, Any]:
+    if secrets is None:
+        return {}
+    if not isinstance(secrets, dict) or not set(secrets) <= {"headers", "auth"}:
+        raise RequestError(
+            "secrets for http(s):// must be a dict with the keys 'headers' (a dict of request "
+            "headers) and/or 'auth' ((user, password))"
+        )
+    return secrets
+
+
+class HTTPStore(Store):
+    """Objects under an HTTP(S) URL; read-only (see the module docstring)."""
+
+    default_parallel = 32
+
+    def __init__(self, url: StoreURL, *, secrets: Any = None, parallel: int | None = None,
+                 retry: RetryPolicy | None = None, _client: SharedClient[requests.Session] | None = None):
+        super().__init__(url)
+        self.retry = retry or RetryPolicy()
+        if _client is None:
+            sec, size = _check_secrets(secrets), int(parallel or self.default_parallel)
+            _client = SharedClient(lambda: _make_session(size, sec), lambda s: s.close())
+        self._client = _client
+        # the user:password@ part of a URL is for requests, never for messages
+        self._public_netloc = url.netloc.rpartition("@")[2]
+
+    # -- addresses -----------------------------------------------------------------------------
+    def _key_url(self, key: str) -> str:
+        path = f"{self.url.path}/{check_key(key)}" if self.url.path else check_key(key)
+        return f"{self.url.scheme}://{self.url.netloc}/{quote(path.strip('/'), safe=_SAFE)}"
+
+    def _public(self, key: str) -> str:
+        path = f"{self.url.path}/{key}".strip("/") if self.url.path else key
+        return f"{self.url.scheme}://{self._public_netloc}/{path}"
+
+    def __repr__(self) -> str:
+        return f"HTTPStore({self._public('')!r})"
+
+    # -- one request ---------------------------------------------------------------------------
+    def _send(self, method: str, key: str, headers: dict[str, str]) -> requests.Response:
+        """Send a request; raise :class:`Transient` for what a retry may fix."""
+        try:
+            r = self._client.get().request(method, self._key_url(key), headers=headers,
+                                           timeout=self.retry.timeout, stream=True, allow_redirects=True)
+        except (requests.ConnectionError, requests.Timeout) as e:
+            raise Transient(f"{type(e).__name__}: {_short(e)}") from None
+        if is_retryable_status(r.status_code):
+            r.close()
+            raise Transient(r.reason or "server error", r.status_code, parse_retry_after(r.headers.get("Retry-After")))
+        return r
+
+    @staticmethod
+    def _body(r: requests.Response) -> bytes:
+        """The body exactly as sent (no decoding); a short or broken body is retried."""
+        try:
+            with r:
+                return r.raw.read(decode_content=False)
+        except (urllib3.exceptions.HTTPError, requests.RequestException, ConnectionError, TimeoutError) as e:
+            raise Transient(f"{type(e).__name__} while reading the body: {_short(e)}") from None
+
+    # -- Store ---------------------------------------------------------------------------------
+    def get(self, key: str, byte_range: ByteRange | None = None) -> bytes | None:
+        what = f"GET {self._public(key)}"
+        if byte_range is None:
+            return self.retry.call(lambda: self._get_whole(key, what), what)
+        start, end = int(byte_range[0]), int(byte_range[1])
+        if start < 0:
+            raise RequestError(f"{what}: byte range {byte_range} starts before 0")
+        if end <= start:
+            return b"" if self.exists(key) else None
+        return self.retry.call(lambda: self._get_range(key, start, end, what), f"{what} bytes={start}-{end - 1}")
+
+    def _get_whole(self, key: str, what: str) -> bytes | None:
+        r = self._send("GET", key, {"Accept-Encoding": ACCEPT_ENCODING})
+        if r.status_code in (404, 410):
+            r.close()
+            return None
+        if not 200 <= r.status_code < 300 or r.status_code == 206:
+            r.close()
+            raise status_error(what, r.status_code, r.reason)
+        data = self._body(r)
+        # "gzip, br" means gzip was applied first: undo in reverse order
+        for enc in reversed([e for e in r.headers.get("Content-Encoding", "").split(",") if e.strip()]):
+            data = compression.decompress(data, enc, self._public(key))
+        return data
+
+    def _get_range(self, key: str, start: int, end: int, what: str) -> bytes | None:
+        r = self._send("GET", key, {"Range": f"bytes={start}-{end - 1}", "Accept-Encoding": "identity"})
+        if r.status_code in (404, 410):
+            r.close()
+            return None
+        if r.status_code == 416:  # the object ends before `start`: like slicing past the end
+            r.close()
+            return b""
+        if r.status_code == 200:  # Range ignored: we got everything, keep our part
+            return self._body(r)[start:end]
+        if r.status_code != 206:
+            r.close()
+            raise status_error(what, r.status_code, r.reason)
+        got = _content_range_start(r.headers.get("Content-Range", ""))
+        if got != start:  # never hand back bytes from the wrong place
+            r.close()
+            raise Transient(f"asked for bytes from {start}, the server sent {r.headers.get('Content-Range')!r}", 206)
+        return self._body(r)[: end - start]
+
+    def get_ranges(self, key: str, ranges: Sequence[ByteRange]) -> list[bytes | None]:
+        return get_ranges_coalesced(lambda rng: self.get(key, rng), ranges)
+
+    def exists(self, key: str) -> bool:
+        what = f"HEAD {self._public(key)}"
+
+        def head() -> bool:
+            r = self._send("HEAD", key, {"Accept-Encoding": "identity"})
+            r.close()
+            if r.status_code in (404, 410):
+                return False
+            if r.status_code in (405, 501):  # no HEAD here: a one-byte GET answers the question
+                return self.get(key, (0, 1)) is not None
+            if r.status_code >= 400:
+                raise status_error(what, r.status_code, r.reason)
+            return True
+
+        return self.retry.call(head, what)
+
+    def _read_only(self, op: str) -> UnsupportedEncodingError:
+        return UnsupportedEncodingError(
+            f"cannot {op} {self._public('')}: http(s):// stores are read-only (HTTP has no standard "
+            "way to write, delete or list objects); write to gs://, s3:// or a local path and serve that"
+        )
+
+    def put(self, key: str, data: bytes, *, content_type: str | None = None, content_encoding: str | None = None) -> None:
+        raise self._read_only(f"write {key!r} to")
+
+    def delete(self, key: str) -> None:
+        raise self._read_only(f"delete {key!r} from")
+
+    def list(self, prefix: str = "") -> Iterator[str]:
+        raise self._read_only("list the keys of")
+
+    def _with_url(self, url: StoreURL) -> "HTTPStore":
+        return HTTPStore(url, retry=self.retry, _client=self._client)
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def _content_range_start(value: str) -> int | None:
+    """``bytes 100-199/1000`` -> 100."""
+    unit, _, rest = value.strip().partition(" ")
+    first = rest.partition("-")[0]
+    return int(first) if unit.lower() == "bytes" and first.isdigit() else None
+
+
+def _short(e: BaseException) -> str:
+    text = str(e)
+    return text if len(text) <= 200 else text[:200] + "..."
+
+
+__all__ = ["HTTPStore"]

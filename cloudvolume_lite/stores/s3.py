@@ -1,0 +1,238 @@
+"""``s3://bucket/prefix`` on boto3, for AWS and S3-compatible servers (MinIO, SeaweedFS, moto, ...).
+
+Configuration (``secrets`` dict, every key optional): ``endpoint_url``, ``aws_access_key_id``,
+``aws_secret_access_key``, ``aws_session_token``, ``region_name``, ``profile_name``,
+``anonymous``.
+
+- Endpoint: ``secrets["endpoint_url"]``, else ``$CVL_S3_ENDPOINT``, else ``$AWS_ENDPOINT_URL_S3``
+  or ``$AWS_ENDPOINT_URL``, else AWS. With an endpoint, addressing is path-style (``http://host/bucket/key``), which every
+  S3-compatible server understands.
+- Credentials: the keys above, else boto3's usual chain (environment, ``~/.aws``, instance
+  role). When that finds nothing, or ``anonymous`` is true, requests go unsigned (public buckets).
+- Reads: a whole object's ``Content-Encoding`` (gzip, br, zstd) is undone here; a ranged read
+  returns stored bytes (S3 never transcodes). Whole reads of single-part objects are checked
+  against the ETag (the MD5 of the stored bytes) unless the object is KMS/customer-key
+  encrypted, where the ETag is not an MD5. Writes set ``Content-Encoding`` metadata.
+- botocore's retries are off (one attempt); :class:`~.retry.RetryPolicy` applies.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from typing import Any, Callable, Iterator, Sequence, TypeVar
+
+import boto3
+import urllib3
+from botocore import UNSIGNED
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, PartialCredentialsError
+
+from .. import compression
+from ..errors import RequestError, StoreError
+from .base import ByteRange, Store, check_key
+from .retry import RetryPolicy, SharedClient, Transient, get_ranges_coalesced, is_retryable_status, status_error
+from .url import StoreURL
+
+T = TypeVar("T")
+_KEYS = frozenset({"endpoint_url", "aws_access_key_id", "aws_secret_access_key", "aws_session_token", "region_name",
+         "profile_name", "anonymous"})
+#: error codes S3 (and its imitators) use for "slow down / try again" with odd HTTP statuses
+_RETRY_CODES = frozenset({"SlowDown", "Throttling", "ThrottlingException", "RequestTimeout",
+                "InternalError", "ServiceUnavailable", "OperationAborted"})
+_MD5 = re.compile(r'^"?([0-9a-fA-F]{32})"?$')
+_ABSENT = object()
+
+
+def _make_client(secrets: dict[str, Any], parallel: int, retry: RetryPolicy) -> Any:
+    try:
+        return _build_client(secrets, parallel, retry)
+    except BotoCoreError as e:  # a missing profile, a bad endpoint URL: retrying will not help
+        raise StoreError(f"cannot set up the S3 client: {e}") from None
+
+
+def _build_client(secrets: dict[str, Any], parallel: int, retry: RetryPolicy) -> Any:
+    session = boto3.session.Session(
+        aws_access_key_id=secrets.get("aws_access_key_id"),
+        aws_secret_access_key=secrets.get("aws_secret_access_key"),
+        aws_session_token=secrets.get("aws_session_token"),
+        region_name=secrets.get("region_name"),
+        profile_name=secrets.get("profile_name"),
+    )
+    endpoint = (secrets.get("endpoint_url") or os.environ.get("CVL_S3_ENDPOINT")
+                or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL"))
+    anonymous = bool(secrets.get("anonymous")) or session.get_credentials() is None
+    extra: dict[str, Any] = {}
+    if endpoint:
+        extra["s3"] = {"addressing_style": "path"}
+        # botocore >= 1.36 adds CRC trailers to every upload, which many S3-compatible servers
+        # reject; for them, checksum only when the API requires it
+        extra["request_checksum_calculation"] = "when_required"
+    if anonymous:
+        extra["signature_version"] = UNSIGNED
+    config = Config(
+        max_pool_connections=parallel,
+        retries={"total_max_attempts": 1},  # the RetryPolicy is the only one
+        connect_timeout=retry.connect_timeout,
+        read_timeout=retry.read_timeout,
+        **extra,
+    )
+    return session.client("s3", endpoint_url=endpoint or None, region_name=session.region_name or "us-east-1",
+                          config=config)
+
+
+def _check_secrets(secrets: Any) -> dict[str, Any]:
+    if secrets is None:
+        return {}
+    if not isinstance(secrets, dict) or not set(secrets) <= _KEYS:
+        raise RequestError(f"secrets for s3:// must be a dict with some of the keys {sorted(_KEYS)}")
+    return dict(secrets)
+
+
+def _status(e: ClientError) -> tuple[int, str]:
+    return int(e.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0), str(e.response.get("Error", {}).get("Code", ""))
+
+
+class S3Store(Store):
+    """Objects in an S3 bucket under a prefix."""
+
+    default_parallel = 32
+
+    def __init__(self, url: StoreURL, *, secrets: Any = None, parallel: int | None = None,
+                 retry: RetryPolicy | None = None, _client: SharedClient[Any] | None = None):
+        super().__init__(url)
+        self.retry = retry or RetryPolicy()
+        if _client is None:
+            sec, size, pol = _check_secrets(secrets), int(parallel or self.default_parallel), self.retry
+            _client = SharedClient(lambda: _make_client(sec, size, pol), lambda c: c.close())
+        self._client = _client
+
+    def _name(self, key: str) -> str:
+        return f"{self.url.path}/{check_key(key)}" if self.url.path else check_key(key)
+
+    def _run(self, fn: Callable[[], T], what: str, absent: Any = _ABSENT) -> T:
+        """``fn()`` with botocore's errors sorted into absent / retry / fail, under the retry policy."""
+
+        def attempt() -> T:
+            try:
+                return fn()
+            except ClientError as e:
+                status, code = _status(e)
+                if code == "NoSuchBucket":
+                    raise StoreError(f"{what} failed: bucket {self.url.netloc!r} does not exist") from None
+                if (status == 404 or code in ("NoSuchKey", "NotFound")) and absent is not _ABSENT:
+                    return absent
+                if is_retryable_status(status) or code in _RETRY_CODES:
+                    raise Transient(code or "server error", status) from None
+                raise status_error(what, status, code) from None
+            except (NoCredentialsError, PartialCredentialsError) as e:
+                raise StoreError(f"{what} failed: {e}; pass secrets= or use anonymous access") from None
+            except (BotoCoreError, urllib3.exceptions.HTTPError, ConnectionError, TimeoutError) as e:
+                # connection/read errors, a short body, a failed checksum: all worth a retry
+                raise Transient(f"{type(e).__name__}: {_short(e)}") from None
+
+        return self.retry.call(attempt, what)
+
+    def get(self, key: str, byte_range: ByteRange | None = None) -> bytes | None:
+        what = f"GET {self.url.key_url(key)}"
+        name = self._name(key)
+        if byte_range is None:
+            def whole() -> tuple[bytes, str | None]:
+                r = self._client.get().get_object(Bucket=self.url.netloc, Key=name)
+                data = r["Body"].read()
+                _verify_etag(r, data)
+                return data, r.get("ContentEncoding")
+
+            got = self._run(whole, what, absent=None)
+            if got is None:
+                return None
+            data, encoding = got
+            for enc in reversed([e for e in (encoding or "").split(",") if e.strip() and e.strip() != "aws-chunked"]):
+                data = compression.decompress(data, enc, self.url.key_url(key))
+            return data
+        start, end = int(byte_range[0]), int(byte_range[1])
+        if start < 0:
+            raise RequestError(f"{what}: byte range {byte_range} starts before 0")
+        if end <= start:
+            return b"" if self.exists(key) else None
+
+        def ranged() -> bytes:
+            try:
+                r = self._client.get().get_object(Bucket=self.url.netloc, Key=name, Range=f"bytes={start}-{end - 1}")
+            except ClientError as e:
+                if _status(e)[0] == 416:  # the object ends before `start`: like slicing past the end
+                    return b""
+                raise
+            body = r["Body"].read()
+            if r["ResponseMetadata"]["HTTPStatusCode"] == 200:  # Range ignored: keep our part
+                return body[start:end]
+            if not str(r.get("ContentRange", "")).startswith(f"bytes {start}-"):
+                raise Transient(f"asked for bytes from {start}, got {r.get('ContentRange')!r}", 206)
+            return body[: end - start]
+
+        return self._run(ranged, f"{what} bytes={start}-{end - 1}", absent=None)
+
+    def get_ranges(self, key: str, ranges: Sequence[ByteRange]) -> list[bytes | None]:
+        return get_ranges_coalesced(lambda rng: self.get(key, rng), ranges)
+
+    def put(self, key: str, data: bytes, *, content_type: str | None = None, content_encoding: str | None = None) -> None:
+        args: dict[str, Any] = {"Bucket": self.url.netloc, "Key": self._name(key), "Body": bytes(data),
+                                "ContentType": content_type or "application/octet-stream"}
+        enc = compression.normalize(content_encoding)
+        if enc:
+            args["ContentEncoding"] = enc
+        self._run(lambda: self._client.get().put_object(**args), f"PUT {self.url.key_url(key)}")
+
+    def delete(self, key: str) -> None:
+        name = self._name(key)
+        self._run(lambda: self._client.get().delete_object(Bucket=self.url.netloc, Key=name),
+                  f"DELETE {self.url.key_url(key)}", absent=None)
+
+    def exists(self, key: str) -> bool:
+        name = self._name(key)
+
+        def head() -> bool:
+            self._client.get().head_object(Bucket=self.url.netloc, Key=name)
+            return True
+
+        return self._run(head, f"HEAD {self.url.key_url(key)}", absent=False)
+
+    def list(self, prefix: str = "") -> Iterator[str]:
+        root = f"{self.url.path}/" if self.url.path else ""
+        what = f"LIST {self.url.key_url(prefix) if prefix else str(self.url)}"
+        token: str | None = None
+
+        def page() -> dict[str, Any]:
+            args = {"Bucket": self.url.netloc, "Prefix": root + prefix}
+            if token:
+                args["ContinuationToken"] = token
+            return self._client.get().list_objects_v2(**args)
+
+        while True:  # one page per request, each retried on its own
+            r = self._run(page, what)
+            for obj in r.get("Contents", []):
+                yield obj["Key"][len(root):]
+            token = r.get("NextContinuationToken")
+            if not r.get("IsTruncated") or not token:
+                return
+
+    def _with_url(self, url: StoreURL) -> "S3Store":
+        return S3Store(url, retry=self.retry, _client=self._client)
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def _verify_etag(r: dict[str, Any], data: bytes) -> None:
+    """A single-part upload's ETag is the MD5 of the stored bytes; a mismatch is a bad transfer."""
+    m = _MD5.match(str(r.get("ETag", "")))
+    if m is None or r.get("ServerSideEncryption") == "aws:kms" or r.get("SSECustomerAlgorithm"):
+        return  # multipart ("-N" suffix) or encrypted: the ETag is not an MD5
+    if hashlib.md5(data, usedforsecurity=False).hexdigest() != m.group(1).lower():
+        raise Transient(f"MD5 of the {len(data)} bytes received does not match the ETag {m.group(1)}")
+
+
+def _short(e: BaseException) -> str:
+    text = str(e)
+    return text if len(text) <= 200 else text[:200] + "..."
