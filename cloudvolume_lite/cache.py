@@ -97,6 +97,7 @@ class LRUStore(Store):
         self.inner = inner
         self.lru = lru
         self.default_parallel = inner.default_parallel
+        self.latency_bound = inner.latency_bound
         self._ns = (namespace if namespace is not None else str(inner.url)) + "/"
 
     def get(self, key: str, byte_range: ByteRange | None = None) -> bytes | None:

@@ -145,6 +145,7 @@ class DiskCacheStore(Store):
         self.inner = inner
         self.cache = cache
         self.default_parallel = inner.default_parallel
+        self.latency_bound = inner.latency_bound
         self.dir = cache.dir_for(inner.url)
 
     def _file(self, key: str) -> str:

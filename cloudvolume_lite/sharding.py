@@ -215,6 +215,7 @@ class ShardedStore(Store):
         self.inner = inner
         self.layout = ShardLayout(scale.sharding, scale)
         self.default_parallel = inner.default_parallel
+        self.latency_bound = inner.latency_bound
         self._indices = ChunkLRU(index_cache_bytes, sizeof=lambda v: getattr(v, "nbytes", 64))
 
     def _where(self, shard: int) -> str:

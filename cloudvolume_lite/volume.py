@@ -15,7 +15,7 @@ from .disk_cache import DiskCache, DiskCacheStore, VolumeCache, default_cache_di
 from .errors import ChunkNotFoundError, InfoError, OutOfBoundsError, RequestError, StoreError
 from .info import Info, Scale
 from .sharding import ShardedStore
-from .plan import Paste, plan_pastes, run_bounded
+from .plan import Paste, plan_pastes, run_workers
 from . import create as _create
 from . import writer as _writer
 from .writer import DEFAULT_COMPRESSION, ZeroPolicy
@@ -278,6 +278,7 @@ class Volume:
         nc = self.num_channels
         chans = req.channels
         full_channels = chans == slice(0, nc, 1)
+        region_decode = getattr(codec, "decode_region", None)
 
         def one(p: Paste) -> None:
             name = scale.chunk_name(p.cell)
@@ -291,16 +292,27 @@ class Volume:
                 out[p.dst] = 0
                 return
             spec = ChunkSpec((*p.chunk_bbox.size, nc), self.dtype, scale, store.url.key_url(name))  # type: ignore[arg-type]
-            chunk = codec.decode(data, spec)
-            out[p.dst] = chunk[p.src] if full_channels else chunk[(*p.src, chans)]
+            src = p.src
+            if region_decode is not None and any(s.start > 0 or s.stop < n for s, n in zip(src, spec.shape)):
+                # decode only the part of the chunk the request needs
+                chunk, origin = region_decode(data, spec, [s.start for s in src], [s.stop for s in src])
+                src = tuple(slice(s.start - o, s.stop - o, s.step) for s, o in zip(src, origin))
+            else:
+                chunk = codec.decode(data, spec)
+            out[p.dst] = chunk[src] if full_channels else chunk[(*src, chans)]
 
-        pastes = plan_pastes(scale, req)
-        if self.parallel == 1:
-            for p in pastes:
-                one(p)
-        else:
-            run_bounded(self._executor_for_io(), one, pastes, window=2 * self.parallel)
+        self._run(store, one, plan_pastes(scale, req))
         return out
+
+    def _run(self, store: Store, fn: Any, items: Any) -> None:
+        """Apply ``fn`` to every item: about one worker per core on local stores (CPU-bound),
+        ``parallel`` workers on network stores (latency-bound), the caller always among them."""
+        workers = self.parallel if store.latency_bound else min(self.parallel, os.cpu_count() or 2)
+        if workers <= 1:
+            for item in items:
+                fn(item)
+        else:
+            run_workers(self._executor_for_io(), fn, items, workers)
 
     # -- writing ---------------------------------------------------------------------------------
     @classmethod
@@ -473,11 +485,7 @@ class Volume:
             else:
                 out[sel] = codec.decode(data, spec)[local[:, 0], local[:, 1], local[:, 2]]
 
-        if self.parallel == 1 or len(uniq) == 1:
-            for i in range(len(uniq)):
-                one(i)
-        else:
-            run_bounded(self._executor_for_io(), one, range(len(uniq)), window=2 * self.parallel)
+        self._run(store, one, range(len(uniq)))
         return out[:, 0] if nc == 1 else out
 
 

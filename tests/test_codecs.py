@@ -120,3 +120,18 @@ def test_image_reads_any_w_h_split():
 def test_unknown_encoding():
     with pytest.raises(UnsupportedEncodingError, match="supported"):
         get_codec("nope")
+
+
+@pytest.mark.parametrize("shape,block", [((64, 64, 64, 1), (8, 8, 8)), ((37, 21, 9, 2), (4, 6, 2))])
+def test_cseg_region_decode_equals_full_decode(rng, shape, block):
+    codec = get_codec("compressed_segmentation")
+    s = spec("compressed_segmentation", shape, "uint64", block=block)
+    arr = random_volume(shape, "uint64", rng, labels=60)
+    data = codec.encode(arr, s)
+    for _ in range(30):
+        lo = [int(rng.integers(0, n)) for n in shape[:3]]
+        hi = [int(rng.integers(l + 1, n + 1)) for l, n in zip(lo, shape[:3])]
+        sub, origin = codec.decode_region(data, s, lo, hi)
+        assert all(o <= l for o, l in zip(origin, lo))
+        got = sub[tuple(slice(l - o, h - o) for l, h, o in zip(lo, hi, origin))]
+        np.testing.assert_array_equal(got, arr[tuple(slice(l, h) for l, h in zip(lo, hi))])

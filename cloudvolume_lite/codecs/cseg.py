@@ -78,6 +78,44 @@ def decode(data: bytes, spec: ChunkSpec) -> np.ndarray:
         raise spec.error(f"decoder failed: {e}") from None
 
 
+def decode_region(data: bytes, spec: ChunkSpec, lo, hi) -> tuple[np.ndarray, tuple[int, int, int]]:
+    """Decode only the blocks covering chunk-local ``[lo, hi)``; return (array, its chunk-local origin).
+
+    The covering blocks' headers are cut out of the header table and their offsets shifted by
+    the words removed, which makes a smaller, valid stream for the library to decode: a cutout
+    that needs a corner of a chunk pays for that corner, not the whole chunk.
+    """
+    import compressed_segmentation as cs
+
+    words, bases, ends, grid = _layout(data, spec)
+    block = _block_size(spec)
+    blo = [l // b for l, b in zip(lo, block)]
+    bhi = [-(-h // b) for h, b in zip(hi, block)]
+    if blo == [0, 0, 0] and bhi == list(grid):
+        return decode(data, spec), (0, 0, 0)
+    nb = grid[0] * grid[1] * grid[2]
+    origin = tuple(b * s for b, s in zip(blo, block))
+    size = tuple(min(e, h * s) - o for e, h, s, o in zip(spec.shape[:3], bhi, block, origin))
+    out = np.empty((*size, spec.shape[3]), dtype=spec.dtype, order="F")
+    for c, (base, end) in enumerate(zip(bases, ends)):
+        hdr = words[base : base + 2 * nb].reshape(grid[2], grid[1], grid[0], 2)
+        sub = hdr[blo[2] : bhi[2], blo[1] : bhi[1], blo[0] : bhi[0]].astype(np.int64)
+        delta = 2 * (nb - sub.shape[0] * sub.shape[1] * sub.shape[2])
+        bits = sub[..., 0] >> 24
+        table = (sub[..., 0] & 0xFFFFFF) - delta
+        values = np.where(bits > 0, (sub[..., 1] & 0xFFFFFF) - delta, 0)  # 0-bit blocks never read it
+        if np.any(table < 0) or np.any(values < 0):
+            raise spec.error("a block header points into the header table")
+        sub[..., 0] = (bits << 24) | table
+        sub[..., 1] = values
+        stream = b"\x01\x00\x00\x00" + sub.astype("<u4").tobytes() + bytes(words[base + 2 * nb : end].data)
+        try:
+            out[..., c] = cs.decompress(stream, size, spec.dtype, block, order="F")
+        except (cs.DecodeError, ValueError, IndexError) as e:
+            raise spec.error(f"decoder failed: {e}") from None
+    return out, origin  # type: ignore[return-value]
+
+
 def encode(array: np.ndarray, spec: ChunkSpec) -> bytes:
     import compressed_segmentation as cs
 

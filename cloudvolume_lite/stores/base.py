@@ -34,6 +34,9 @@ class Store(ABC):
 
     #: a good number of requests to keep in flight against this backend
     default_parallel: int = 8
+    #: True when a request waits on a network: worth many in flight. Local stores are CPU-bound,
+    #: so the Volume runs about one worker per core on them.
+    latency_bound: bool = True
 
     def __init__(self, url: StoreURL):
         self.url = url

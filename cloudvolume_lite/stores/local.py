@@ -36,6 +36,7 @@ class LocalStore(Store):
     """Files under a root directory. Keys may not escape the root."""
 
     default_parallel = 8
+    latency_bound = False
 
     def _path(self, key: str) -> str:
         return os.path.join(self.url.path, check_key(key)) if key else self.url.path

@@ -37,6 +37,7 @@ class MemoryStore(Store):
     """Objects kept as ``(bytes, content_encoding)`` in a named in-process bucket."""
 
     default_parallel = 4
+    latency_bound = False
 
     def __init__(self, url: StoreURL, buckets: MemoryBuckets = BUCKETS):
         super().__init__(url)
