@@ -301,13 +301,18 @@ class Volume:
                 chunk = codec.decode(data, spec)
             out[p.dst] = chunk[src] if full_channels else chunk[(*src, chans)]
 
-        self._run(store, one, plan_pastes(scale, req))
+        lo, hi = req.bbox.intersection(scale.bounds).grid_range(scale.voxel_offset, scale.chunk_size, scale.grid_size)
+        n = (hi[0] - lo[0]) * (hi[1] - lo[1]) * (hi[2] - lo[2])
+        self._run(store, one, plan_pastes(scale, req), n)
         return out
 
-    def _run(self, store: Store, fn: Any, items: Any) -> None:
+    def _run(self, store: Store, fn: Any, items: Any, n: int | None = None) -> None:
         """Apply ``fn`` to every item: about one worker per core on local stores (CPU-bound),
-        ``parallel`` workers on network stores (latency-bound), the caller always among them."""
+        ``parallel`` workers on network stores (latency-bound), the caller always among them.
+        A handful of local chunks is done in the calling thread: waking a worker costs more."""
         workers = self.parallel if store.latency_bound else min(self.parallel, os.cpu_count() or 2)
+        if not store.latency_bound and n is not None and n <= 8:
+            workers = 1
         if workers <= 1:
             for item in items:
                 fn(item)
