@@ -279,6 +279,8 @@ class Volume:
         chans = req.channels
         full_channels = chans == slice(0, nc, 1)
         region_decode = getattr(codec, "decode_region", None)
+        into = getattr(codec, "decode_into", None)
+        unit_steps = req.steps == (1, 1, 1)
 
         def one(p: Paste) -> None:
             name = scale.chunk_name(p.cell)
@@ -293,6 +295,10 @@ class Volume:
                 return
             spec = ChunkSpec((*p.chunk_bbox.size, nc), self.dtype, scale, store.url.key_url(name))  # type: ignore[arg-type]
             src = p.src
+            if into is not None and unit_steps:
+                lo_, hi_ = [s.start for s in src], [s.stop for s in src]
+                if into(data, spec, lo_, hi_, chans, out, [d.start for d in p.dst]):
+                    return
             if region_decode is not None and any(s.start > 0 or s.stop < n for s, n in zip(src, spec.shape)):
                 # decode only the part of the chunk the request needs
                 chunk, origin = region_decode(data, spec, [s.start for s in src], [s.stop for s in src])

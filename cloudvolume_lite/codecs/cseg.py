@@ -78,6 +78,32 @@ def decode(data: bytes, spec: ChunkSpec) -> np.ndarray:
         raise spec.error(f"decoder failed: {e}") from None
 
 
+def decode_into(data: bytes, spec: ChunkSpec, lo, hi, channels: slice, out: np.ndarray, dst_lo) -> bool:
+    """Decode chunk-local ``[lo, hi)`` (channels ``channels``) straight into ``out`` at ``dst_lo``.
+
+    Uses the C decoder built with the package (it releases the GIL and skips the copy);
+    returns False when that is unavailable or ``out`` is not a Fortran-order array, and the
+    caller falls back to :func:`decode_region`.
+    """
+    try:
+        from .. import _cseg
+    except ImportError:
+        return False
+    if not out.flags.f_contiguous or out.dtype != spec.dtype:
+        return False
+    _check_dtype(spec)
+    block = _block_size(spec)
+    ncout = len(range(channels.start, channels.stop, channels.step))
+    try:
+        _cseg.decode_into(
+            data, spec.dtype.itemsize, spec.shape[:3], spec.shape[3], block, list(lo), list(hi),
+            channels.start, channels.step, ncout, out.reshape(-1, order="F"), out.shape, list(dst_lo),
+        )
+    except ValueError as e:
+        raise spec.error(str(e)) from None
+    return True
+
+
 def decode_region(data: bytes, spec: ChunkSpec, lo, hi) -> tuple[np.ndarray, tuple[int, int, int]]:
     """Decode only the blocks covering chunk-local ``[lo, hi)``; return (array, its chunk-local origin).
 

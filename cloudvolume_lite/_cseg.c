@@ -1,0 +1,147 @@
+/* Decode a window of a compressed_segmentation chunk straight into an output array.
+ *
+ * Why C: the compressed-segmentation package holds the GIL while it decodes and always
+ * decodes whole blocks into a new array that must then be copied. This decoder releases the
+ * GIL (so two cores decode two chunks at once), visits only the voxels the request needs, and
+ * writes them where they belong in the caller's Fortran-order output. Every offset read from
+ * the chunk is bounds-checked: a corrupt chunk is an error, never a crash.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <string.h>
+
+static int valid_bits(uint32_t b) {
+    return b == 0 || b == 1 || b == 2 || b == 4 || b == 8 || b == 16 || b == 32;
+}
+
+/* returns NULL on success, else a static message */
+static const char *decode(const uint32_t *w, Py_ssize_t nwords, int itemsize,
+                          const Py_ssize_t *shape, Py_ssize_t nc_chunk, const Py_ssize_t *blk,
+                          const Py_ssize_t *lo, const Py_ssize_t *hi,
+                          Py_ssize_t c0, Py_ssize_t cstep, Py_ssize_t ncout,
+                          char *out, const Py_ssize_t *oshape, const Py_ssize_t *dlo) {
+    Py_ssize_t gx = (shape[0] + blk[0] - 1) / blk[0], gy = (shape[1] + blk[1] - 1) / blk[1];
+    Py_ssize_t gz = (shape[2] + blk[2] - 1) / blk[2];
+    Py_ssize_t nblocks = gx * gy * gz;
+    Py_ssize_t wpv = itemsize / 4;
+    if (nwords < nc_chunk) return "chunk shorter than its channel table";
+    for (Py_ssize_t k = 0; k < ncout; k++) {
+        Py_ssize_t c = c0 + k * cstep;
+        Py_ssize_t base = w[c];
+        Py_ssize_t end = (c + 1 < nc_chunk) ? (Py_ssize_t)w[c + 1] : nwords;
+        if (base < nc_chunk || end > nwords || end < base) return "channel offsets out of range";
+        Py_ssize_t clen = end - base;
+        if (clen < 2 * nblocks) return "channel too short for its block headers";
+        const uint32_t *ch = w + base;
+        for (Py_ssize_t z = lo[2]; z < hi[2]; z++) {
+            Py_ssize_t bz = z / blk[2], iz = z - bz * blk[2];
+            for (Py_ssize_t y = lo[1]; y < hi[1]; y++) {
+                Py_ssize_t by = y / blk[1], iy = y - by * blk[1];
+                Py_ssize_t orow = (dlo[0]) + oshape[0] * ((dlo[1] + y - lo[1]) + oshape[1] *
+                                  ((dlo[2] + z - lo[2]) + oshape[2] * k));
+                Py_ssize_t x = lo[0];
+                while (x < hi[0]) {
+                    Py_ssize_t bx = x / blk[0];
+                    Py_ssize_t xend = (bx + 1) * blk[0];
+                    if (xend > hi[0]) xend = hi[0];
+                    Py_ssize_t b = bx + gx * (by + gy * bz);
+                    uint32_t h0 = ch[2 * b], h1 = ch[2 * b + 1];
+                    uint32_t bits = h0 >> 24;
+                    Py_ssize_t table = h0 & 0xFFFFFF, values = h1 & 0xFFFFFF;
+                    if (!valid_bits(bits)) return "invalid encodedBits in a block header";
+                    Py_ssize_t bwords = (bits * blk[0] * blk[1] * blk[2] + 31) / 32;
+                    if (bits && values + bwords > clen) return "block values outside the channel";
+                    Py_ssize_t ntable = (clen - table) / wpv;
+                    if (table >= clen || ntable < 1) return "block table outside the channel";
+                    uint32_t mask = bits == 32 ? 0xFFFFFFFFu : ((1u << bits) - 1u);
+                    for (; x < xend; x++) {
+                        Py_ssize_t ix = x - bx * blk[0];
+                        uint32_t idx = 0;
+                        if (bits) {
+                            Py_ssize_t p = ix + blk[0] * (iy + blk[1] * iz);
+                            Py_ssize_t bit = (Py_ssize_t)bits * p;
+                            idx = (ch[values + (bit >> 5)] >> (bit & 31)) & mask;
+                        }
+                        if ((Py_ssize_t)idx >= ntable) return "lookup index past the block's table";
+                        Py_ssize_t o = orow + (x - lo[0]);
+                        const uint32_t *v = ch + table + (Py_ssize_t)idx * wpv;
+                        if (wpv == 1) ((uint32_t *)out)[o] = v[0];
+                        else ((uint64_t *)out)[o] = (uint64_t)v[0] | ((uint64_t)v[1] << 32);
+                    }
+                }
+            }
+        }
+    }
+    return NULL;
+}
+
+static int triple(PyObject *seq, Py_ssize_t *dst, Py_ssize_t n) {
+    PyObject *f = PySequence_Fast(seq, "expected a sequence of integers");
+    if (!f) return -1;
+    if (PySequence_Fast_GET_SIZE(f) != n) {
+        Py_DECREF(f);
+        PyErr_Format(PyExc_ValueError, "expected %zd integers", n);
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        dst[i] = PyLong_AsSsize_t(PySequence_Fast_GET_ITEM(f, i));
+        if (dst[i] == -1 && PyErr_Occurred()) { Py_DECREF(f); return -1; }
+    }
+    Py_DECREF(f);
+    return 0;
+}
+
+/* decode_into(data, itemsize, shape, nc_chunk, block, lo, hi, c0, cstep, ncout, out, oshape, dlo) */
+static PyObject *decode_into(PyObject *self, PyObject *args) {
+    Py_buffer data, out;
+    int itemsize;
+    Py_ssize_t nc_chunk, c0, cstep, ncout;
+    PyObject *oshape_o, *shape_o, *blk_o, *lo_o, *hi_o, *dlo_o;
+    Py_ssize_t shape[3], blk[3], lo[3], hi[3], oshape[4], dlo[3];
+    if (!PyArg_ParseTuple(args, "y*iOnOOOnnnw*OO", &data, &itemsize, &shape_o, &nc_chunk, &blk_o, &lo_o,
+                          &hi_o, &c0, &cstep, &ncout, &out, &oshape_o, &dlo_o))
+        return NULL;
+    const char *err = NULL;
+    PyObject *result = NULL;
+    if (triple(shape_o, shape, 3) || triple(blk_o, blk, 3) || triple(lo_o, lo, 3) || triple(hi_o, hi, 3) ||
+        triple(oshape_o, oshape, 4) || triple(dlo_o, dlo, 3))
+        goto done;
+    if ((itemsize != 4 && itemsize != 8) || data.len % 4 || nc_chunk < 1 || c0 < 0 || ncout < 0 ||
+        c0 + (ncout - 1) * cstep >= nc_chunk || blk[0] < 1 || blk[1] < 1 || blk[2] < 1) {
+        PyErr_SetString(PyExc_ValueError, "bad arguments");
+        goto done;
+    }
+    for (int d = 0; d < 3; d++) {
+        if (lo[d] < 0 || hi[d] > shape[d] || lo[d] > hi[d] || dlo[d] < 0 || dlo[d] + hi[d] - lo[d] > oshape[d]) {
+            PyErr_SetString(PyExc_ValueError, "window outside the chunk or the output");
+            goto done;
+        }
+    }
+    if (ncout > oshape[3] || out.len < oshape[0] * oshape[1] * oshape[2] * oshape[3] * itemsize) {
+        PyErr_SetString(PyExc_ValueError, "output buffer too small");
+        goto done;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    err = decode((const uint32_t *)data.buf, data.len / 4, itemsize, shape, nc_chunk, blk, lo, hi, c0, cstep,
+                 ncout, (char *)out.buf, oshape, dlo);
+    Py_END_ALLOW_THREADS
+    if (err) {
+        PyErr_SetString(PyExc_ValueError, err);
+        goto done;
+    }
+    result = Py_None;
+    Py_INCREF(result);
+done:
+    PyBuffer_Release(&data);
+    PyBuffer_Release(&out);
+    return result;
+}
+
+static PyMethodDef methods[] = {
+    {"decode_into", decode_into, METH_VARARGS, "Decode a window of a compressed_segmentation chunk into an output."},
+    {NULL, NULL, 0, NULL}};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_cseg", NULL, -1, methods};
+
+PyMODINIT_FUNC PyInit__cseg(void) { return PyModule_Create(&module); }
