@@ -124,3 +124,17 @@ def test_help_has_examples():
     for cmd in ["demo", "info", "get", "points", "cp", "cache"]:
         r = run(cmd, "--help")
         assert r.returncode == 0 and "example:" in r.stdout
+
+
+def test_cp_file_to_s3_on_loopback(sample, s3_bucket, s3_endpoint, s3_secrets):
+    """cvl cp from local disk to the moto S3 server, configured the way a user would (environment)."""
+    url, truth = sample
+    env = {**os.environ, "CVL_S3_ENDPOINT": s3_endpoint, "AWS_ACCESS_KEY_ID": s3_secrets["aws_access_key_id"],
+           "AWS_SECRET_ACCESS_KEY": s3_secrets["aws_secret_access_key"], "AWS_DEFAULT_REGION": "us-east-1"}
+    dst = f"s3://{s3_bucket}/copy"
+    r = subprocess.run([sys.executable, "-m", "cloudvolume_lite.cli", "cp", url, dst, "--sharded"],
+                       capture_output=True, text=True, timeout=120, env=env)
+    assert r.returncode == 0, r.stderr
+    out = cvl.Volume(dst, secrets=s3_secrets)
+    assert out.scale.sharding is not None
+    np.testing.assert_array_equal(out[...], truth)
