@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from concurrent.futures import Future
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, ContextManager, Iterator, Mapping
 
 from cachetools import LRUCache
 
@@ -124,6 +124,9 @@ class LRUStore(Store):
 
     def list(self, prefix: str = "") -> Iterator[str]:
         return self.inner.list(prefix)
+
+    def lock(self, key: str) -> "ContextManager[None]":
+        return self.inner.lock(key)
 
     def _with_url(self, url: StoreURL) -> "LRUStore":
         return LRUStore(self.inner._with_url(url), self.lru)

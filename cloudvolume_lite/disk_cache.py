@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import threading
 from collections import OrderedDict
-from typing import Iterator, Mapping
+from typing import ContextManager, Iterator, Mapping
 
 from .errors import RequestError
 from .stores.base import ByteRange, Store, check_key
@@ -192,6 +192,9 @@ class DiskCacheStore(Store):
 
     def list(self, prefix: str = "") -> Iterator[str]:
         return self.inner.list(prefix)
+
+    def lock(self, key: str) -> "ContextManager[None]":
+        return self.inner.lock(key)
 
     def _with_url(self, url: StoreURL) -> "DiskCacheStore":
         return DiskCacheStore(self.inner._with_url(url), self.cache)

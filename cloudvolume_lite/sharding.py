@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Iterable, Iterator, Mapping
+from typing import ContextManager, Iterable, Iterator, Mapping
 
 import numpy as np
 
@@ -288,6 +288,11 @@ class ShardedStore(Store):
         if self.layout.sharding.data_encoding == "gzip":
             data = compression.decompress(data, "gzip", f"chunk {key} in {self._where(shard)}")
         return data
+
+    def lock(self, key: str) -> "ContextManager[None]":
+        """Locking a chunk locks its whole shard file: a shard is rewritten as one object."""
+        _, shard, _ = self._chunk_location(key)
+        return self.inner.lock(self.layout.shard_name(shard))
 
     def exists(self, key: str) -> bool:
         cid, shard, mini = self._chunk_location(key)

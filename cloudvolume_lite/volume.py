@@ -48,11 +48,12 @@ class Volume:
         secrets: Any = None,
         stores: StoreRegistry | None = None,
         compress: str | None = DEFAULT_COMPRESSION,
+        locking: bool = False,
     ):
         self._args = dict(
             url=url, fill_missing=fill_missing, bounded=bounded, lru_bytes=lru_bytes, cache=cache,
             cache_bytes=cache_bytes, parallel=parallel, progress=progress, secrets=secrets, stores=stores,
-            compress=compress,
+            compress=compress, locking=locking,
         )
         self._setup(mip, info=None)
 
@@ -65,6 +66,8 @@ class Volume:
         self.bounded = bool(bounded)
         self.progress = bool(progress)
         self.compress = compress  # transport compression for writes (see writer.transport_encoding)
+        # writers that may touch the same chunk or shard take a lock around read-modify-write
+        self.locking = bool(a.get("locking", False))
         if lru_bytes < 0:
             raise RequestError(f"lru_bytes must be >= 0, got {lru_bytes}")
         self._lru = ChunkLRU(lru_bytes) if lru_bytes else None
@@ -224,16 +227,19 @@ class Volume:
         """The store that holds one scale's chunks, keyed by chunk name."""
         m = self._mip_index(mip)
         if m not in self._scale_stores:
-            scale = self._info.scales[m]
-            store = self._store.child(scale.key)
-            if scale.sharding is not None:
-                store = ShardedStore(store, scale)
+            store = self._uncached_store(m)
             if self._disk is not None:
                 store = DiskCacheStore(store, self._disk)
             if self._lru is not None:
                 store = LRUStore(store, self._lru)
             self._scale_stores[m] = store
         return self._scale_stores[m]
+
+    def _uncached_store(self, mip: int) -> Store:
+        """A scale's chunks without the LRU or disk cache (what locked read-modify-write reads)."""
+        scale = self._info.scales[mip]
+        store = self._store.child(scale.key)
+        return ShardedStore(store, scale) if scale.sharding is not None else store
 
     @property
     def lru(self) -> ChunkLRU | None:

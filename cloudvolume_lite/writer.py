@@ -88,6 +88,8 @@ def write(vol: "Volume", key: Any, array: Any, mip: int, zero_chunks: ZeroPolicy
         return
     codec = get_codec(scale.encoding)
     store = vol.chunk_store(mip)
+    # under a lock, read what is stored now, not what this process's caches remember
+    reader = vol._uncached_store(mip) if vol.locking else store
     enc = transport_encoding(vol, scale)
     nc = vol.num_channels
     all_channels = req.channels == slice(0, nc, 1)
@@ -102,7 +104,7 @@ def write(vol: "Volume", key: Any, array: Any, mip: int, zero_chunks: ZeroPolicy
         if inter == cb and all_channels:
             data = arr[src]
         else:  # read-modify-write: keep the voxels this write does not cover
-            old = store.get(name)
+            old = reader.get(name)
             data = np.zeros(spec.shape, vol.dtype, order="F") if old is None else np.array(codec.decode(old, spec), order="F")
             dst = tuple(slice(l - c, h - c) for l, h, c in zip(inter.minpt, inter.maxpt, cb.minpt))
             data[(*dst, req.channels)] = arr[src]
@@ -111,6 +113,12 @@ def write(vol: "Volume", key: Any, array: Any, mip: int, zero_chunks: ZeroPolicy
         return compression.compress(codec.encode(data, spec), enc)
 
     def one_group(cells: list[tuple[int, int, int]]) -> None:
+        if not vol.locking:
+            return write_group(cells)
+        with store.lock(scale.chunk_name(cells[0])):  # the chunk, or its whole shard
+            return write_group(cells)
+
+    def write_group(cells: list[tuple[int, int, int]]) -> None:
         items: dict[str, bytes | None] = {}
         for cell in cells:
             out = chunk_bytes(cell)

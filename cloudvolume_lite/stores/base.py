@@ -5,9 +5,9 @@ from __future__ import annotations
 import posixpath
 from abc import ABC, abstractmethod
 from concurrent.futures import Executor
-from typing import Iterable, Iterator, Mapping, Sequence
+from typing import ContextManager, Iterable, Iterator, Mapping, Sequence
 
-from ..errors import RequestError
+from ..errors import RequestError, UnsupportedEncodingError
 from .url import StoreURL
 
 ByteRange = tuple[int, int]  # [start, end) in bytes
@@ -59,6 +59,16 @@ class Store(ABC):
 
     def exists(self, key: str) -> bool:
         return self.get(key) is not None
+
+    def lock(self, key: str) -> ContextManager[None]:
+        """Exclusive lock on ``key`` across threads and processes, for read-modify-write.
+
+        Backends that cannot lock say so rather than pretend.
+        """
+        raise UnsupportedEncodingError(
+            f"{type(self).__name__} cannot lock objects; locked writes work on local disk and mem:// only. "
+            "Give each writer disjoint chunks (or shards) instead"
+        )
 
     def get_many(self, keys: Iterable[str], executor: Executor | None = None) -> dict[str, bytes | None]:
         """Fetch several keys, concurrently when given an executor."""

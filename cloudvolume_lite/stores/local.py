@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import uuid
 from typing import Iterator
@@ -81,6 +83,18 @@ class LocalStore(Store):
             except FileNotFoundError:
                 pass
 
+    @contextlib.contextmanager
+    def lock(self, key: str) -> Iterator[None]:
+        """An ``flock`` on a hidden ``.NAME.lock`` file beside the object (threads and processes)."""
+        d, name = os.path.split(self._path(key))
+        os.makedirs(d, exist_ok=True)
+        fd = os.open(os.path.join(d, f".{name}.lock"), os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # closing releases the flock
+
     def exists(self, key: str) -> bool:
         path = self._path(key)
         return any(os.path.isfile(path + s) for s, _ in _VARIANTS)
@@ -93,8 +107,8 @@ class LocalStore(Store):
         for dirpath, dirnames, filenames in os.walk(start):
             dirnames.sort()
             for fn in sorted(filenames):
-                if fn.startswith(".") and _TMP_MARK in fn:
-                    continue  # an unfinished atomic write
+                if fn.startswith(".") and (_TMP_MARK in fn or fn.endswith(".lock")):
+                    continue  # an unfinished atomic write, or a lock file
                 rel = os.path.relpath(os.path.join(dirpath, fn), root).replace(os.sep, "/")
                 for suffix, enc in _VARIANTS[1:]:
                     if rel.endswith(suffix):

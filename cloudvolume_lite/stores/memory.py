@@ -20,10 +20,15 @@ class MemoryBuckets:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._buckets: dict[str, dict[str, tuple[bytes, str | None]]] = {}
+        self._locks: dict[tuple[str, str], threading.Lock] = {}
 
     def bucket(self, name: str) -> dict[str, tuple[bytes, str | None]]:
         with self._lock:
             return self._buckets.setdefault(name, {})
+
+    def key_lock(self, bucket: str, key: str) -> threading.Lock:
+        with self._lock:
+            return self._locks.setdefault((bucket, key), threading.Lock())
 
     def drop(self, name: str) -> None:
         with self._lock:
@@ -62,6 +67,10 @@ class MemoryStore(Store):
 
     def delete(self, key: str) -> None:
         self._data.pop(self._path(key), None)
+
+    def lock(self, key: str) -> threading.Lock:
+        """An in-process lock per key (``mem://`` lives in one process)."""
+        return self._buckets.key_lock(self.url.netloc, self._path(key))
 
     def exists(self, key: str) -> bool:
         return self._path(key) in self._data
