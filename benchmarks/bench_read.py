@@ -63,7 +63,13 @@ def segmentation_like(shape: tuple[int, int, int], seed: int, cell=(32, 32, 8), 
     return ids[idx[0], idx[1], idx[2]][..., np.newaxis]
 
 
-def make_volumes(quick: bool, regen: bool):
+SHARDING_A = dict(preshift_bits=3, hash="identity", minishard_bits=3, shard_bits=3,
+                  minishard_index_encoding="gzip", data_encoding="gzip")
+SHARDING_B = dict(preshift_bits=3, hash="identity", minishard_bits=1, shard_bits=3,
+                  minishard_index_encoding="gzip", data_encoding="gzip")
+
+
+def make_volumes(quick: bool, regen: bool, sharded: bool = False):
     from oracles import ts_write
 
     shape_a = (256, 256, 64) if quick else (1024, 1024, 128)
@@ -94,7 +100,27 @@ def make_volumes(quick: bool, regen: bool):
         offset=off_b,
         regen=regen,
     )
-    return [(vol_a, shape_a, np.dtype(np.uint8)), (vol_b, shape_b, np.dtype(np.uint64))]
+    if not sharded:
+        return [(vol_a, shape_a, np.dtype(np.uint8)), (vol_b, shape_b, np.dtype(np.uint64))]
+    # the same data, written sharded by TensorStore (raw+gzip, and cseg+gzip)
+    vol_c = common.cached_volume(
+        "C-sharded-raw-gzip-uint8" + ("-quick" if quick else ""),
+        {**vol_a.params, "sharding": SHARDING_A},
+        lambda: em_like(shape_a, seed=1),
+        lambda path, arr: ts_write(path, arr, offset=off_a, chunk=chunk, encoding="raw", sharding=SHARDING_A),
+        offset=off_a,
+        regen=regen,
+    )
+    vol_d = common.cached_volume(
+        "D-sharded-cseg-uint64" + ("-quick" if quick else ""),
+        {**vol_b.params, "sharding": SHARDING_B},
+        lambda: segmentation_like(shape_b, seed=2),
+        lambda path, arr: ts_write(path, arr, offset=off_b, chunk=chunk, encoding="compressed_segmentation",
+                                   block=block, sharding=SHARDING_B),
+        offset=off_b,
+        regen=regen,
+    )
+    return [(vol_c, shape_a, np.dtype(np.uint8)), (vol_d, shape_b, np.dtype(np.uint64))]
 
 
 def make_lines(volumes, quick: bool, n_cutouts: int, n_opens: int) -> list[Line]:
@@ -177,6 +203,7 @@ SYSTEMS = {"cvl": cvl_system, "cv": cloudvolume_system, "ts": tensorstore_system
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="small volumes (256x256x64), 3 repeats: a smoke test")
+    ap.add_argument("--sharded", action="store_true", help="the same data written sharded (volumes C and D)")
     ap.add_argument("--repeats", type=int, default=None, help="timed repetitions (default 5; 3 with --quick)")
     ap.add_argument("--warmup", type=int, default=1, help="discarded repetitions before timing (default 1)")
     ap.add_argument("--cutouts", type=int, default=None, help="unaligned cutouts per line (default 20; 10 quick)")
@@ -195,7 +222,8 @@ def main(argv: list[str] | None = None) -> int:
     repeats = args.repeats if args.repeats is not None else (3 if args.quick else 5)
     n_cut = args.cutouts if args.cutouts is not None else (10 if args.quick else 20)
     n_open = args.opens if args.opens is not None else (5 if args.quick else 10)
-    json_name = args.json if args.json is not None else ("read_quick.json" if args.quick else "read.json")
+    json_name = args.json if args.json is not None else (
+        ("read_sharded" if args.sharded else "read") + ("_quick" if args.quick else "") + ".json")
     names = [s.strip() for s in args.systems.split(",") if s.strip()]
     unknown = set(names) - set(SYSTEMS)
     if unknown:
@@ -204,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     ours = "cvl" if "cvl" in names else names[0]
 
     t0 = time.perf_counter()
-    volumes = make_volumes(args.quick, args.regen)
+    volumes = make_volumes(args.quick, args.regen, args.sharded)
     lines = make_lines(volumes, args.quick, n_cut, n_open)
     if args.lines:
         lines = [ln for ln in lines if re.search(args.lines, ln.name)]
