@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from concurrent.futures import Future
-from typing import Any, Callable, ContextManager, Iterator, Mapping
+from typing import Any, Callable, ContextManager, Iterable, Iterator, Mapping
 
 from cachetools import LRUCache
 
@@ -108,6 +108,19 @@ class LRUStore(Store):
     def put(self, key: str, data: bytes, *, content_type: str | None = None, content_encoding: str | None = None) -> None:
         self.lru.discard(self._ns + key)
         self.inner.put(key, data, content_type=content_type, content_encoding=content_encoding)
+
+    def get_many(self, keys: Iterable[str], executor: Any = None) -> dict[str, bytes | None]:
+        """Cached chunks from memory; the rest in one batch from the inner store."""
+        keys = list(keys)
+        out = {k: self.lru.get(self._ns + k) for k in keys}
+        missing = [k for k, v in out.items() if v is None]
+        if missing:
+            fetched = self.inner.get_many(missing, executor)
+            for k, v in fetched.items():
+                if v is not None:
+                    self.lru.put(self._ns + k, v)
+            out.update(fetched)
+        return out
 
     def put_many(self, items: Mapping[str, bytes | None], *, content_type: str | None = None,
                  content_encoding: str | None = None) -> None:

@@ -294,6 +294,41 @@ class ShardedStore(Store):
         _, shard, _ = self._chunk_location(key)
         return self.inner.lock(self.layout.shard_name(shard))
 
+    def get_many(self, keys: Iterable[str], executor: object = None) -> dict[str, bytes | None]:
+        """Several chunks with few requests: per shard, the chunks' ranges go to the inner store's
+        ``get_ranges`` in one call, which network stores coalesce (neighbouring chunks, less than
+        256 KiB apart, come back in one request)."""
+        out: dict[str, bytes | None] = {}
+        by_shard: dict[int, list[tuple[str, int, int]]] = {}
+        for key in keys:
+            cid, shard, mini = self._chunk_location(key)
+            by_shard.setdefault(shard, []).append((key, cid, mini))
+        for shard, members in by_shard.items():
+            located: list[tuple[str, tuple[int, int]]] = []
+            for key, cid, mini in members:
+                index = self._minishard(shard, mini)
+                loc = None if index is None else index.find(cid)
+                if loc is None:
+                    out[key] = None
+                else:
+                    located.append((key, loc))
+            if not located:
+                continue
+            name = self.layout.shard_name(shard)
+            ranges = [loc for _, loc in located]
+            for _, (a, b) in located:
+                if b - a > _MAX_RANGE or b < a:
+                    raise DecodeError(f"{self._where(shard)} has an implausible chunk range {(a, b)}; the shard is corrupt")
+            datas = self.inner.get_ranges(name, ranges)
+            for (key, (a, b)), data in zip(located, datas):
+                if data is not None and len(data) != b - a:
+                    raise DecodeError(f"chunk {key} in {self._where(shard)}: asked for bytes {a}-{b}, got {len(data)}; "
+                                      "the shard is truncated")
+                if data is not None and self.layout.sharding.data_encoding == "gzip":
+                    data = compression.decompress(data, "gzip", f"chunk {key} in {self._where(shard)}")
+                out[key] = data
+        return out
+
     def exists(self, key: str) -> bool:
         cid, shard, mini = self._chunk_location(key)
         index = self._minishard(shard, mini)

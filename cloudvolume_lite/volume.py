@@ -289,8 +289,15 @@ class Volume:
         unit_steps = req.steps == (1, 1, 1)
 
         def one(p: Paste) -> None:
+            paste(p, store.get(scale.chunk_name(p.cell)))
+
+        def batch(ps: list[Paste]) -> None:
+            datas = store.get_many([scale.chunk_name(p.cell) for p in ps])
+            for p in ps:
+                paste(p, datas[scale.chunk_name(p.cell)])
+
+        def paste(p: Paste, data: bytes | None) -> None:
             name = scale.chunk_name(p.cell)
-            data = store.get(name)
             if data is None:
                 if not self.fill_missing:
                     raise ChunkNotFoundError(
@@ -315,7 +322,11 @@ class Volume:
 
         lo, hi = req.bbox.intersection(scale.bounds).grid_range(scale.voxel_offset, scale.chunk_size, scale.grid_size)
         n = (hi[0] - lo[0]) * (hi[1] - lo[1]) * (hi[2] - lo[2])
-        self._run(store, one, plan_pastes(scale, req), n)
+        if scale.sharding is not None and store.latency_bound:
+            # over a network, chunks of one shard travel together: a few coalesced ranged reads
+            self._run(store, batch, _shard_batches(scale, list(plan_pastes(scale, req))), n)
+        else:
+            self._run(store, one, plan_pastes(scale, req), n)
         return out
 
     def _run(self, store: Store, fn: Any, items: Any, n: int | None = None) -> None:
@@ -519,3 +530,16 @@ def _as_points(points: Any) -> np.ndarray:
     elif pts.dtype.kind not in "iu":
         raise RequestError(f"points must be integers, got dtype {pts.dtype}")
     return pts.astype(np.int64)
+
+
+def _shard_batches(scale: Scale, pastes: list[Paste], most: int = 64) -> list[list[Paste]]:
+    """Pastes grouped by shard (in Morton order, so neighbours in the file stay together),
+    at most ``most`` per group so that large reads still spread over the workers."""
+    from .writer import groups_of_cells
+
+    by_cell = {p.cell: p for p in pastes}
+    out = []
+    for cells in groups_of_cells(scale, list(by_cell)):
+        group = [by_cell[c] for c in cells]
+        out.extend(group[i : i + most] for i in range(0, len(group), most))
+    return out

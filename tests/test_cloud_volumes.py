@@ -213,3 +213,19 @@ def test_always_failing_http_server_raises_store_error(faulty_http_server: Range
         assert time.monotonic() - t < 5
     with pytest.raises(StoreError, match=r"/v/info failed: HTTP 503"):
         cvl.Volume(f"{faulty_http_server.url}/v", stores=_fast_http(attempts=2))
+
+
+def test_sharded_reads_over_http_coalesce(faulty_http_server: RangeHTTPServer, tmp_path: Path) -> None:
+    """A full read of a sharded volume: chunks of one shard come back in a few ranged requests."""
+    truth = random_volume((64, 64, 32, 1), "uint64", np.random.default_rng(3), labels=40)
+    src = tmp_path / "v"
+    ts_write(src, truth, chunk=(16, 16, 8), encoding="compressed_segmentation", sharding=SHARDING)
+    n_chunks = 4 * 4 * 4
+    with cvl.Volume(f"{faulty_http_server.url}/v") as vol:
+        faulty_http_server.reset_log()
+        np.testing.assert_array_equal(vol[...], truth)
+        shards = len(list(src.glob("*/*.shard")))
+        ranged = faulty_http_server.log.count("GET", ".shard")
+    # at most: shard index + minishard indices + data runs; never one request per chunk
+    print(f"{ranged} ranged GETs for {n_chunks} chunks in {shards} shards")
+    assert ranged < n_chunks / 2, (ranged, shards)
