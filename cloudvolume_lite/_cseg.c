@@ -76,6 +76,46 @@ static const char *decode(const uint32_t *w, Py_ssize_t nwords, int itemsize,
     return NULL;
 }
 
+/* values at chunk-local points xyz (n x 3, int64) into out (n x ncout, C order) */
+static const char *points(const uint32_t *w, Py_ssize_t nwords, int itemsize, const Py_ssize_t *shape,
+                          Py_ssize_t nc, const Py_ssize_t *blk, const int64_t *xyz, Py_ssize_t n, char *out) {
+    Py_ssize_t gx = (shape[0] + blk[0] - 1) / blk[0], gy = (shape[1] + blk[1] - 1) / blk[1];
+    Py_ssize_t gz = (shape[2] + blk[2] - 1) / blk[2];
+    Py_ssize_t nblocks = gx * gy * gz, wpv = itemsize / 4;
+    if (nwords < nc) return "chunk shorter than its channel table";
+    for (Py_ssize_t c = 0; c < nc; c++) {
+        Py_ssize_t base = w[c], end = (c + 1 < nc) ? (Py_ssize_t)w[c + 1] : nwords;
+        if (base < nc || end > nwords || end < base) return "channel offsets out of range";
+        Py_ssize_t clen = end - base;
+        if (clen < 2 * nblocks) return "channel too short for its block headers";
+        const uint32_t *ch = w + base;
+        for (Py_ssize_t i = 0; i < n; i++) {
+            int64_t x = xyz[3 * i], y = xyz[3 * i + 1], z = xyz[3 * i + 2];
+            if (x < 0 || y < 0 || z < 0 || x >= shape[0] || y >= shape[1] || z >= shape[2]) return "point outside the chunk";
+            Py_ssize_t bx = x / blk[0], by = y / blk[1], bz = z / blk[2];
+            Py_ssize_t b = bx + gx * (by + gy * bz);
+            uint32_t h0 = ch[2 * b], h1 = ch[2 * b + 1], bits = h0 >> 24;
+            Py_ssize_t table = h0 & 0xFFFFFF, values = h1 & 0xFFFFFF;
+            if (!valid_bits(bits)) return "invalid encodedBits in a block header";
+            if (table >= clen) return "block table outside the channel";
+            uint32_t idx = 0;
+            if (bits) {
+                Py_ssize_t p = (x - bx * blk[0]) + blk[0] * ((y - by * blk[1]) + blk[1] * (z - bz * blk[2]));
+                Py_ssize_t bit = (Py_ssize_t)bits * p;
+                if (values + (bit >> 5) >= clen) return "block values outside the channel";
+                uint32_t mask = bits == 32 ? 0xFFFFFFFFu : ((1u << bits) - 1u);
+                idx = (ch[values + (bit >> 5)] >> (bit & 31)) & mask;
+            }
+            if (table + ((Py_ssize_t)idx + 1) * wpv > clen) return "lookup index past the block's table";
+            const uint32_t *v = ch + table + (Py_ssize_t)idx * wpv;
+            Py_ssize_t o = i * nc + c;
+            if (wpv == 1) ((uint32_t *)out)[o] = v[0];
+            else ((uint64_t *)out)[o] = (uint64_t)v[0] | ((uint64_t)v[1] << 32);
+        }
+    }
+    return NULL;
+}
+
 static int triple(PyObject *seq, Py_ssize_t *dst, Py_ssize_t n) {
     PyObject *f = PySequence_Fast(seq, "expected a sequence of integers");
     if (!f) return -1;
@@ -138,7 +178,40 @@ done:
     return result;
 }
 
+/* lookup_points(data, itemsize, shape, nc, block, xyz, out) */
+static PyObject *lookup_points(PyObject *self, PyObject *args) {
+    Py_buffer data, xyz, out;
+    int itemsize;
+    Py_ssize_t nc, shape[3], blk[3];
+    PyObject *shape_o, *blk_o, *result = NULL;
+    const char *err = NULL;
+    if (!PyArg_ParseTuple(args, "y*iOnOy*w*", &data, &itemsize, &shape_o, &nc, &blk_o, &xyz, &out)) return NULL;
+    if (triple(shape_o, shape, 3) || triple(blk_o, blk, 3)) goto done;
+    Py_ssize_t n = xyz.len / (3 * (Py_ssize_t)sizeof(int64_t));
+    if ((itemsize != 4 && itemsize != 8) || data.len % 4 || nc < 1 || xyz.len % (3 * sizeof(int64_t)) ||
+        out.len < n * nc * itemsize || blk[0] < 1 || blk[1] < 1 || blk[2] < 1) {
+        PyErr_SetString(PyExc_ValueError, "bad arguments");
+        goto done;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    err = points((const uint32_t *)data.buf, data.len / 4, itemsize, shape, nc, blk, (const int64_t *)xyz.buf, n,
+                 (char *)out.buf);
+    Py_END_ALLOW_THREADS
+    if (err) {
+        PyErr_SetString(PyExc_ValueError, err);
+        goto done;
+    }
+    result = Py_None;
+    Py_INCREF(result);
+done:
+    PyBuffer_Release(&data);
+    PyBuffer_Release(&xyz);
+    PyBuffer_Release(&out);
+    return result;
+}
+
 static PyMethodDef methods[] = {
+    {"lookup_points", lookup_points, METH_VARARGS, "Values at points of a compressed_segmentation chunk."},
     {"decode_into", decode_into, METH_VARARGS, "Decode a window of a compressed_segmentation chunk into an output."},
     {NULL, NULL, 0, NULL}};
 

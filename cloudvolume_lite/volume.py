@@ -334,7 +334,7 @@ class Volume:
         ``parallel`` workers on network stores (latency-bound), the caller always among them.
         A handful of local chunks is done in the calling thread: waking a worker costs more."""
         workers = self.parallel if store.latency_bound else min(self.parallel, os.cpu_count() or 2)
-        if not store.latency_bound and n is not None and n <= 8:
+        if not store.latency_bound and n is not None and n <= 8:  # includes n=0: "run serially"
             workers = 1
         if workers <= 1:
             for item in items:
@@ -513,7 +513,9 @@ class Volume:
             else:
                 out[sel] = codec.decode(data, spec)[local[:, 0], local[:, 1], local[:, 2]]
 
-        self._run(store, one, range(len(uniq)))
+        # per-chunk point work is many small numpy steps that hold the GIL: on local stores one
+        # thread does it fastest (measured: 18 ms serial vs 36 ms on 2 threads for 10k points)
+        self._run(store, one, range(len(uniq)), 0 if not store.latency_bound else None)
         return out[:, 0] if nc == 1 else out
 
 

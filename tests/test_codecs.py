@@ -61,6 +61,7 @@ def test_cseg_points_equal_full_decode(rng, dtype, shape, block):
     np.testing.assert_array_equal(codec.decode(data, s), arr)
     xyz = np.stack(np.meshgrid(*(np.arange(n) for n in shape[:3]), indexing="ij"), -1).reshape(-1, 3)
     np.testing.assert_array_equal(codec.decode_points(data, s, xyz), arr[xyz[:, 0], xyz[:, 1], xyz[:, 2]])
+    np.testing.assert_array_equal(codec.points_numpy(data, s, xyz), arr[xyz[:, 0], xyz[:, 1], xyz[:, 2]])
 
 
 @pytest.mark.parametrize(
@@ -73,6 +74,8 @@ def test_cseg_garbage_is_decode_error(garbage):
         get_codec("compressed_segmentation").decode(garbage, s)
     with pytest.raises(DecodeError):
         get_codec("compressed_segmentation").decode_points(garbage, s, np.zeros((1, 3), int))
+    with pytest.raises(DecodeError):
+        get_codec("compressed_segmentation").points_numpy(garbage, s, np.zeros((1, 3), int))
 
 
 @pytest.mark.parametrize(
