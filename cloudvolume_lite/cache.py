@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from concurrent.futures import Future
-from typing import Any, Callable, ContextManager, Iterable, Iterator, Mapping
+from typing import Any, Callable, ContextManager, Iterable, Iterator, Mapping, Sequence
 
 from cachetools import LRUCache
 
@@ -108,6 +108,16 @@ class LRUStore(Store):
     def put(self, key: str, data: bytes, *, content_type: str | None = None, content_encoding: str | None = None) -> None:
         self.lru.discard(self._ns + key)
         self.inner.put(key, data, content_type=content_type, content_encoding=content_encoding)
+
+    def get_decoded_ranges(self, key: str, ranges: Sequence[ByteRange]) -> list[bytes] | None:
+        """From memory when cached; a local inner store reads just the ranges (cheaper than
+        filling the cache); a remote one is fetched whole once and kept."""
+        data = self.lru.get(self._ns + key)
+        if data is None and not self.inner.latency_bound:
+            return self.inner.get_decoded_ranges(key, ranges)
+        if data is None:
+            data = self.get(key)
+        return None if data is None else [data[a:b] for a, b in ranges]
 
     def get_many(self, keys: Iterable[str], executor: Any = None) -> dict[str, bytes | None]:
         """Cached chunks from memory; the rest in one batch from the inner store."""

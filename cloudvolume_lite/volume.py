@@ -493,21 +493,34 @@ class Volume:
         uniq, starts = np.unique(lin[order], return_index=True)
         bounds_ = np.append(starts, len(order))
 
+        by_range = getattr(codec, "point_ranges", None)
+
+        def missing(name: str, count: int) -> None:
+            if not self.fill_missing:
+                raise ChunkNotFoundError(
+                    f"chunk {store.url.key_url(name)} is missing (needed for {count} points at mip {m}); "
+                    "pass fill_missing=True to read missing chunks as zeros"
+                )
+
         def one(i: int) -> None:
             sel = idx_inside[order[bounds_[i] : bounds_[i + 1]]]
             cell = tuple(int(v) for v in cells[order[bounds_[i]]])
             name = scale.chunk_name(cell)
-            data = store.get(name)
-            if data is None:
-                if not self.fill_missing:
-                    raise ChunkNotFoundError(
-                        f"chunk {store.url.key_url(name)} is missing (needed for {len(sel)} points at mip {m}); "
-                        "pass fill_missing=True to read missing chunks as zeros"
-                    )
-                return
             cb = scale.chunk_bbox(cell)
             spec = ChunkSpec((*cb.size, nc), self.dtype, scale, store.url.key_url(name))  # type: ignore[arg-type]
             local = pts[sel] - np.asarray(cb.minpt)
+            if by_range is not None and len(sel) * 64 < spec.nbytes // spec.dtype.itemsize:
+                # a few voxels of a big raw chunk: read just their bytes
+                parts = store.get_decoded_ranges(name, by_range(spec, local))
+                if parts is None:
+                    missing(name, len(sel))
+                    return
+                out[sel] = codec.points_from_ranges(parts, spec, len(sel))
+                return
+            data = store.get(name)
+            if data is None:
+                missing(name, len(sel))
+                return
             if partial is not None:
                 out[sel] = partial(data, spec, local)
             else:

@@ -88,3 +88,15 @@ def test_points_at_other_mip_and_through_lru(tmp_path, rng):
     np.testing.assert_array_equal(vol.scattered_points(pts, mip=0), expected(truth, vol, pts))
     np.testing.assert_array_equal(vol.scattered_points(pts), expected(truth, vol, pts))
     assert vol.lru.hits > 0
+
+
+def test_raw_points_read_only_their_bytes_and_catch_truncation(tmp_path, rng):
+    truth = random_volume((64, 64, 32, 2), "uint32", rng)
+    url = ts_write(tmp_path / "v", truth, chunk=(32, 32, 32))
+    vol = cvl.Volume(url)
+    pts = np.array([[1, 2, 3], [40, 50, 31], [63, 0, 0]])
+    np.testing.assert_array_equal(vol.scattered_points(pts), truth[pts[:, 0], pts[:, 1], pts[:, 2]])
+    path = tmp_path / "v" / "4_4_40" / "32-64_32-64_0-32"
+    path.write_bytes(path.read_bytes()[:1000])
+    with pytest.raises(cvl.DecodeError, match="32-64_32-64_0-32"):
+        vol.scattered_points(pts)

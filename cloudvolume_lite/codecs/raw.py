@@ -21,3 +21,20 @@ def encode(array: np.ndarray, spec: ChunkSpec) -> bytes:
 def decode_points(data: bytes, spec: ChunkSpec, xyz: np.ndarray) -> np.ndarray:
     """Values at chunk-local points ``xyz`` (N, 3): (N, C), read by byte offset."""
     return decode(data, spec)[xyz[:, 0], xyz[:, 1], xyz[:, 2], :]
+
+
+def point_ranges(spec: ChunkSpec, xyz: np.ndarray) -> list[tuple[int, int]]:
+    """Byte ranges holding the voxels at ``xyz`` (N, 3), channel-major: all of channel 0 first."""
+    ex, ey, ez, nc = spec.shape
+    size = spec.dtype.itemsize
+    lin = xyz[:, 0] + ex * (xyz[:, 1] + ey * xyz[:, 2])
+    starts = ((lin[None, :] + (ex * ey * ez) * np.arange(nc)[:, None]) * size).ravel()
+    return [(int(a), int(a) + size) for a in starts]
+
+
+def points_from_ranges(parts: list[bytes], spec: ChunkSpec, n: int) -> np.ndarray:
+    """The (N, C) values of :func:`point_ranges`'s ranges once read."""
+    blob = b"".join(parts)
+    if len(blob) != n * spec.shape[3] * spec.dtype.itemsize:
+        raise spec.error(f"is shorter than its {spec.nbytes} bytes (a voxel read came back short)")
+    return np.frombuffer(blob, dtype=spec.dtype.newbyteorder("<")).reshape(spec.shape[3], n).T

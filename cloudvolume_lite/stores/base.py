@@ -86,6 +86,15 @@ class Store(ABC):
             else:
                 self.put(key, data, content_type=content_type, content_encoding=content_encoding)
 
+    def get_decoded_ranges(self, key: str, ranges: Sequence[ByteRange]) -> list[bytes] | None:
+        """Byte ranges of the object *after* transport decompression (``None`` if it is absent).
+
+        The default fetches the whole object; a store that knows an object is stored plain may
+        read just the ranges (the local store does, so a raw chunk's few voxels cost a few reads).
+        """
+        data = self.get(key)
+        return None if data is None else [data[a:b] for a, b in ranges]
+
     def get_ranges(self, key: str, ranges: Sequence[ByteRange]) -> list[bytes | None]:
         """Several byte ranges of one object. Backends may coalesce nearby ranges."""
         return [self.get(key, r) for r in ranges]
