@@ -294,8 +294,17 @@ class ShardedStore(Store):
         _, shard, _ = self._chunk_location(key)
         return self.inner.lock(self.layout.shard_name(shard))
 
+    def _dense(self, n: int) -> bool:
+        """Whether ``n`` chunks are most of a shard, and a shard is small enough to fetch whole."""
+        sc = self.layout.scale
+        total = sc.grid_size[0] * sc.grid_size[1] * sc.grid_size[2]
+        per_shard = -(-total // (1 << self.layout.sharding.shard_bits))
+        chunk_bytes = sc.chunk_size[0] * sc.chunk_size[1] * sc.chunk_size[2] * 8  # generous: 8 bytes a voxel
+        return self.inner.latency_bound and 2 * n >= per_shard and per_shard * chunk_bytes <= (512 << 20)
+
     def get_many(self, keys: Iterable[str], executor: object = None) -> dict[str, bytes | None]:
-        """Several chunks with few requests: per shard, the chunks' ranges go to the inner store's
+        """Several chunks with few requests. Per shard: when they are most of it (and it is not
+        huge), one read of the whole file; otherwise their ranges go to the inner store's
         ``get_ranges`` in one call, which network stores coalesce (neighbouring chunks, less than
         256 KiB apart, come back in one request)."""
         out: dict[str, bytes | None] = {}
@@ -304,6 +313,12 @@ class ShardedStore(Store):
             cid, shard, mini = self._chunk_location(key)
             by_shard.setdefault(shard, []).append((key, cid, mini))
         for shard, members in by_shard.items():
+            if self._dense(len(members)):
+                # most of the shard is wanted: one request for the whole file beats many
+                found = self._read_all(shard, {cid for _, cid, _ in members})
+                for key, cid, _ in members:
+                    out[key] = found.get(cid)
+                continue
             located: list[tuple[str, tuple[int, int]]] = []
             for key, cid, mini in members:
                 index = self._minishard(shard, mini)
@@ -335,11 +350,14 @@ class ShardedStore(Store):
         return index is not None and index.find(cid) is not None
 
     # -- writing ----------------------------------------------------------------------------------
-    def _read_all(self, shard: int) -> dict[int, bytes]:
-        """Every chunk in a shard file (data_encoding undone), for read-merge-write."""
+    def _read_all(self, shard: int, wanted: set[int] | None = None) -> dict[int, bytes]:
+        """Every chunk in a shard file (or those in ``wanted``), data_encoding undone."""
         data = self.inner.get(self.layout.shard_name(shard))
         if data is None:
             return {}
+        return self._parse_shard(shard, data, wanted)
+
+    def _parse_shard(self, shard: int, data: bytes, wanted: set[int] | None) -> dict[int, bytes]:
         ib = self.layout.index_bytes
         if len(data) < ib:
             raise DecodeError(f"{self._where(shard)} is {len(data)} bytes, shorter than its {ib}-byte index")
@@ -353,6 +371,10 @@ class ShardedStore(Store):
                 raw = compression.decompress(raw, "gzip", f"minishard {mini} index in {self._where(shard)}")
             idx = parse_minishard_index(raw, ib, self._where(shard))
             for cid, st, sz in zip(idx.ids, idx.starts, idx.sizes):
+                if wanted is not None and int(cid) not in wanted:
+                    continue
+                if int(st + sz) > len(data):
+                    raise DecodeError(f"chunk {int(cid)} in {self._where(shard)} runs past the end of the file")
                 payload = data[int(st) : int(st + sz)]
                 if self.layout.sharding.data_encoding == "gzip":
                     payload = compression.decompress(payload, "gzip", f"chunk {int(cid)} in {self._where(shard)}")

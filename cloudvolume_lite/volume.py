@@ -545,7 +545,7 @@ def _as_points(points: Any) -> np.ndarray:
     return pts.astype(np.int64)
 
 
-def _shard_batches(scale: Scale, pastes: list[Paste], most: int = 64) -> list[list[Paste]]:
+def _shard_batches(scale: Scale, pastes: list[Paste], most: int = 512) -> list[list[Paste]]:
     """Pastes grouped by shard (in Morton order, so neighbours in the file stay together),
     at most ``most`` per group so that large reads still spread over the workers."""
     from .writer import groups_of_cells
