@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any, Iterator, Sequence
 from urllib.parse import quote
 
@@ -37,8 +38,15 @@ ACCEPT_ENCODING = "gzip, br, zstd"
 _SAFE = "/:@!$&'()*+,;=-._~%"
 
 
-def _make_session(parallel: int, secrets: dict[str, Any]) -> requests.Session:
+def _make_session(parallel: int, secrets: dict[str, Any], base_url: str) -> requests.Session:
     s = requests.Session()
+    # requests re-reads the proxy environment on every request (~0.2 ms each, a fifth of a
+    # 256 KiB chunk's cost here): read it once for this host instead
+    s.trust_env = False
+    s.proxies.update(requests.utils.get_environ_proxies(base_url))
+    bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+    if bundle:
+        s.verify = bundle
     # max_retries=0: the RetryPolicy is the only one; pool sized to the requests in flight
     adapter = HTTPAdapter(pool_connections=8, pool_maxsize=parallel, max_retries=0)
     s.mount("http://", adapter)
@@ -71,7 +79,8 @@ class HTTPStore(Store):
         self.retry = retry or RetryPolicy()
         if _client is None:
             sec, size = _check_secrets(secrets), int(parallel or self.default_parallel)
-            _client = SharedClient(lambda: _make_session(size, sec), lambda s: s.close())
+            base = f"{url.scheme}://{url.netloc}/"
+            _client = SharedClient(lambda: _make_session(size, sec, base), lambda s: s.close())
         self._client = _client
         # the user:password@ part of a URL is for requests, never for messages
         self._public_netloc = url.netloc.rpartition("@")[2]
