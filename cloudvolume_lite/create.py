@@ -20,7 +20,7 @@ _LIMITS: dict[str, tuple[tuple[str, ...] | None, tuple[int, ...] | None]] = {
     "jpeg": (("uint8",), (1, 3)),
     "png": (("uint8", "uint16"), (1, 2, 3, 4)),
     "compresso": (("uint8", "uint16", "uint32", "uint64"), (1,)),
-    "crackle": (("uint8", "uint16", "uint32", "uint64", "int8", "int16", "int32", "int64"), (1,)),
+    "crackle": (("uint8", "uint16", "uint32", "uint64"), (1,)),  # crackle-codec 0.55 refuses signed
 }
 
 

@@ -59,9 +59,12 @@ def test_cseg_mutations(seed, nc, flips, cut):
 
 
 @FUZZ
-@given(blob=st.binary(max_size=600), enc=st.sampled_from(["raw", "png", "jpeg", "compressed_segmentation"]))
-def test_random_bytes_to_every_decoder(blob, enc):
-    dtype = {"raw": "uint16", "png": "uint8", "jpeg": "uint8", "compressed_segmentation": "uint32"}[enc]
+@given(blob=st.binary(max_size=600),
+       enc=st.sampled_from(["raw", "png", "jpeg", "compressed_segmentation", "compresso", "crackle"]),
+       prefix=st.sampled_from([b"", b"cpso", b"crkl", b"\x89PNG\r\n\x1a\n", b"\xff\xd8"]))
+def test_random_bytes_to_every_decoder(blob, enc, prefix):
+    blob = prefix + blob
+    dtype = {"raw": "uint16", "png": "uint8", "jpeg": "uint8"}.get(enc, "uint32")
     spec = ChunkSpec((8, 4, 2, 1), np.dtype(dtype), _scale(enc), "fuzz/chunk")
     try:
         out = get_codec(enc).decode(blob, spec)
