@@ -21,6 +21,9 @@ _LIMITS: dict[str, tuple[tuple[str, ...] | None, tuple[int, ...] | None]] = {
     "png": (("uint8", "uint16"), (1, 2, 3, 4)),
     "compresso": (("uint8", "uint16", "uint32", "uint64"), (1,)),
     "crackle": (("uint8", "uint16", "uint32", "uint64"), (1,)),  # crackle-codec 0.55 refuses signed
+    "fpzip": (("float32", "float64"), None),
+    "kempressed": (("float32", "float64"), None),
+    "zfpc": (("float32", "float64"), None),
 }
 
 

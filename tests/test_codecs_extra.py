@@ -65,3 +65,35 @@ def test_cloudvolume_reads_what_we_write(tmp_path, rng, encoding):
                             chunk_size=(16, 16, 8), resolution=(4, 4, 40), encoding=encoding, voxel_offset=(3, 0, -2))
     vol[...] = truth
     np.testing.assert_array_equal(np.asarray(CloudVolume("file://" + str(tmp_path / "v"), progress=False)[:, :, :]), truth)
+
+
+FLOAT_CODECS = ["fpzip", "kempressed", "zfpc"]
+
+
+@pytest.mark.parametrize("encoding", FLOAT_CODECS)
+@pytest.mark.parametrize("channels", [1, 3])
+def test_float_codecs_round_trip(rng, encoding, channels):
+    codec = get_codec(encoding)
+    s = spec(encoding, (13, 7, 5, channels), "float32")
+    arr = rng.random(s.shape).astype(np.float32)
+    got = codec.decode(codec.encode(arr, s), s)
+    assert got.shape == s.shape and got.dtype == np.float32
+    if encoding == "zfpc":  # zfp is lossy unless told otherwise
+        assert np.abs(got - arr).max() < 1e-2
+    else:
+        np.testing.assert_allclose(got, arr, atol=1e-6 if encoding == "kempressed" else 0)
+    with pytest.raises(cvl.DecodeError, match="extra/chunk"):
+        codec.decode(b"garbage!" * 4, s)
+
+
+@pytest.mark.parametrize("encoding", ["fpzip", "kempressed"])
+def test_cloudvolume_float_volumes(tmp_path, rng, encoding):
+    from cloudvolume import CloudVolume
+
+    truth = rng.random((30, 20, 10, 2)).astype(np.float32)
+    url = cv_write(tmp_path / "v", truth, chunk=(16, 16, 8), encoding=encoding, compress=None, layer="image")
+    np.testing.assert_allclose(cvl.Volume(url)[...], truth, atol=1e-6)
+    vol = cvl.Volume.create(str(tmp_path / "w"), data_type="float32", layer_type="image", size=truth.shape[:3],
+                            chunk_size=(16, 16, 8), resolution=(1, 1, 1), num_channels=2, encoding=encoding)
+    vol[...] = truth
+    np.testing.assert_allclose(np.asarray(CloudVolume("file://" + str(tmp_path / "w"), progress=False)[:, :, :]), truth, atol=1e-6)

@@ -27,6 +27,9 @@ _CODECS: Mapping[str, tuple[str, str | None]] = MappingProxyType(
         "png": ("cloudvolume_lite.codecs.png", None),
         "compresso": ("cloudvolume_lite.codecs.compresso", "compresso"),
         "crackle": ("cloudvolume_lite.codecs.crackle", "crackle"),
+        "fpzip": ("cloudvolume_lite.codecs.fpzip", "fpzip"),
+        "kempressed": ("cloudvolume_lite.codecs.kempressed", "fpzip"),
+        "zfpc": ("cloudvolume_lite.codecs.zfpc", "zfpc"),
     }
 )
 
