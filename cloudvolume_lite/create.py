@@ -24,6 +24,7 @@ _LIMITS: dict[str, tuple[tuple[str, ...] | None, tuple[int, ...] | None]] = {
     "fpzip": (("float32", "float64"), None),
     "kempressed": (("float32", "float64"), None),
     "zfpc": (("float32", "float64"), None),
+    "jxl": (("uint8",), (1, 3)),
 }
 
 

@@ -97,3 +97,21 @@ def test_cloudvolume_float_volumes(tmp_path, rng, encoding):
                             chunk_size=(16, 16, 8), resolution=(1, 1, 1), num_channels=2, encoding=encoding)
     vol[...] = truth
     np.testing.assert_allclose(np.asarray(CloudVolume("file://" + str(tmp_path / "w"), progress=False)[:, :, :]), truth, atol=1e-6)
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_jxl(tmp_path, channels):
+    from cloudvolume import CloudVolume
+
+    x, y, z = np.meshgrid(np.arange(32), np.arange(16), np.arange(4), indexing="ij")
+    base = (100 + 60 * np.sin(x / 4) * np.cos(y / 3) + 5 * z).astype(np.uint8)
+    truth = np.stack([base + 7 * c for c in range(channels)], -1).astype(np.uint8)
+    lossless = {"jxl_quality": 100}
+    vol = cvl.Volume.create(str(tmp_path / "v"), data_type="uint8", layer_type="image", size=truth.shape[:3],
+                            chunk_size=(16, 16, 4), resolution=(1, 1, 1), num_channels=channels, encoding="jxl", **lossless)
+    vol[...] = truth
+    np.testing.assert_array_equal(cvl.Volume(vol.url)[...], truth)
+    if channels == 1:  # CloudVolume reads multi-channel images as planar (see test_write)
+        np.testing.assert_array_equal(np.asarray(CloudVolume(vol.url, progress=False)[:, :, :]), truth)
+    with pytest.raises(cvl.DecodeError):
+        get_codec("jxl").decode(b"\xff\x0a garbage", spec("jxl", (16, 16, 4, channels), "uint8"))

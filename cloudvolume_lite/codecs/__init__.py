@@ -30,6 +30,7 @@ _CODECS: Mapping[str, tuple[str, str | None]] = MappingProxyType(
         "fpzip": ("cloudvolume_lite.codecs.fpzip", "fpzip"),
         "kempressed": ("cloudvolume_lite.codecs.kempressed", "fpzip"),
         "zfpc": ("cloudvolume_lite.codecs.zfpc", "zfpc"),
+        "jxl": ("cloudvolume_lite.codecs.jxl", "jxl"),
     }
 )
 
