@@ -160,3 +160,20 @@ def test_cseg_decode_into_matches_and_survives_garbage(rng):
             codec.decode_into(bytes(bad), s, [0, 0, 0], [37, 21, 9], slice(0, 3, 1), np.zeros((37, 21, 9, 3), np.uint64, order="F"), [0, 0, 0])
         except DecodeError:
             pass
+
+
+def test_cseg_without_the_c_decoder(rng, monkeypatch):
+    """Where no C compiler built _cseg, reads fall back to the numpy lookup: same answers."""
+    from cloudvolume_lite.codecs import cseg
+
+    monkeypatch.setattr(cseg, "decode_into", lambda *a, **k: False)
+    monkeypatch.setattr(cseg, "_lookup_c", lambda *a, **k: None)
+    shape = (37, 21, 9, 2)
+    s = spec("compressed_segmentation", shape, "uint64", block=(4, 6, 2))
+    arr = random_volume(shape, "uint64", rng, labels=60)
+    data = cseg.encode(arr, s)
+    np.testing.assert_array_equal(cseg.decode(data, s), arr)
+    sub, origin = cseg.decode_region(data, s, [3, 2, 1], [30, 21, 9])
+    np.testing.assert_array_equal(sub, arr[3:30, 2:21, 1:9])
+    with pytest.raises(DecodeError):
+        cseg.decode(b"\x01\0\0\0" + b"\xff" * 64, s)

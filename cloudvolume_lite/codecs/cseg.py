@@ -1,8 +1,8 @@
 """``compressed_segmentation``: per-block lookup tables and bit-packed indices (uint32/uint64).
 
-Full decodes use the ``compressed-segmentation`` package after the headers are checked here
-(it trusts its input). ``decode_points`` reads single voxels straight from the block headers,
-vectorised over all the points of a chunk.
+Reads go through the bounds-checked C decoder built with this package (``_cseg.c``), or a
+vectorised numpy lookup where it is not built; the ``compressed-segmentation`` package
+encodes. ``decode_points`` reads single voxels straight from the block headers.
 """
 
 from __future__ import annotations
@@ -58,24 +58,9 @@ def _layout(data: bytes, spec: ChunkSpec):
 
 
 def decode(data: bytes, spec: ChunkSpec) -> np.ndarray:
-    import compressed_segmentation as cs
-
-    words, bases, ends, _ = _layout(data, spec)
-    ex, ey, ez, nc = spec.shape
-    block = _block_size(spec)
-    try:
-        if nc == 1:
-            buf = data if isinstance(data, bytes) else bytes(data)
-            vol = cs.decompress(buf, (ex, ey, ez), spec.dtype, block, order="F")
-            return vol.reshape((ex, ey, ez, 1), order="F")
-        out = np.empty((ex, ey, ez, nc), dtype=spec.dtype, order="F")
-        for c in range(nc):
-            # re-home one channel as a 1-channel file: its offsets are channel-relative already
-            one = b"\x01\x00\x00\x00" + bytes(words[bases[c] : ends[c]].data)
-            out[..., c] = cs.decompress(one, (ex, ey, ez), spec.dtype, block, order="F")
-        return out
-    except (cs.DecodeError, ValueError, IndexError) as e:
-        raise spec.error(f"decoder failed: {e}") from None
+    """The whole chunk, (ex, ey, ez, nc) in Fortran order."""
+    arr, _ = decode_region(data, spec, (0, 0, 0), spec.shape[:3])
+    return arr
 
 
 def decode_into(data: bytes, spec: ChunkSpec, lo, hi, channels: slice, out: np.ndarray, dst_lo) -> bool:
@@ -105,41 +90,21 @@ def decode_into(data: bytes, spec: ChunkSpec, lo, hi, channels: slice, out: np.n
 
 
 def decode_region(data: bytes, spec: ChunkSpec, lo, hi) -> tuple[np.ndarray, tuple[int, int, int]]:
-    """Decode only the blocks covering chunk-local ``[lo, hi)``; return (array, its chunk-local origin).
+    """Chunk-local ``[lo, hi)`` decoded; returns (array, its chunk-local origin = ``lo``).
 
-    The covering blocks' headers are cut out of the header table and their offsets shifted by
-    the words removed, which makes a smaller, valid stream for the library to decode: a cutout
-    that needs a corner of a chunk pays for that corner, not the whole chunk.
+    Only bounds-checked decoders run here: the C decoder, or (without it) the vectorised point
+    lookup over every voxel of the region. The compressed-segmentation package's decoder is
+    not used for reading: it trusts offsets and indices, and a fuzzed chunk crashed it.
     """
-    import compressed_segmentation as cs
-
-    words, bases, ends, grid = _layout(data, spec)
-    block = _block_size(spec)
-    blo = [l // b for l, b in zip(lo, block)]
-    bhi = [-(-h // b) for h, b in zip(hi, block)]
-    if blo == [0, 0, 0] and bhi == list(grid):
-        return decode(data, spec), (0, 0, 0)
-    nb = grid[0] * grid[1] * grid[2]
-    origin = tuple(b * s for b, s in zip(blo, block))
-    size = tuple(min(e, h * s) - o for e, h, s, o in zip(spec.shape[:3], bhi, block, origin))
-    out = np.empty((*size, spec.shape[3]), dtype=spec.dtype, order="F")
-    for c, (base, end) in enumerate(zip(bases, ends)):
-        hdr = words[base : base + 2 * nb].reshape(grid[2], grid[1], grid[0], 2)
-        sub = hdr[blo[2] : bhi[2], blo[1] : bhi[1], blo[0] : bhi[0]].astype(np.int64)
-        delta = 2 * (nb - sub.shape[0] * sub.shape[1] * sub.shape[2])
-        bits = sub[..., 0] >> 24
-        table = (sub[..., 0] & 0xFFFFFF) - delta
-        values = np.where(bits > 0, (sub[..., 1] & 0xFFFFFF) - delta, 0)  # 0-bit blocks never read it
-        if np.any(table < 0) or np.any(values < 0):
-            raise spec.error("a block header points into the header table")
-        sub[..., 0] = (bits << 24) | table
-        sub[..., 1] = values
-        stream = b"\x01\x00\x00\x00" + sub.astype("<u4").tobytes() + bytes(words[base + 2 * nb : end].data)
-        try:
-            out[..., c] = cs.decompress(stream, size, spec.dtype, block, order="F")
-        except (cs.DecodeError, ValueError, IndexError) as e:
-            raise spec.error(f"decoder failed: {e}") from None
-    return out, origin  # type: ignore[return-value]
+    lo, hi = tuple(int(v) for v in lo), tuple(int(v) for v in hi)
+    size = tuple(h - l for l, h in zip(lo, hi))
+    nc = spec.shape[3]
+    out = np.empty((*size, nc), dtype=spec.dtype, order="F")
+    if decode_into(data, spec, lo, hi, slice(0, nc, 1), out, (0, 0, 0)):
+        return out, lo  # type: ignore[return-value]
+    grid = np.stack(np.meshgrid(*(np.arange(l, h) for l, h in zip(lo, hi)), indexing="ij"), -1).reshape(-1, 3)
+    out[...] = points_numpy(data, spec, grid).reshape((*size, nc), order="C")
+    return out, lo  # type: ignore[return-value]
 
 
 def encode(array: np.ndarray, spec: ChunkSpec) -> bytes:
