@@ -210,7 +210,173 @@ done:
     return result;
 }
 
+
+/* ---- encoding ------------------------------------------------------------------------------ */
+
+static int cmp_u64(const void *a, const void *b) {
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return (x > y) - (x < y);
+}
+
+typedef struct { Py_ssize_t *off; Py_ssize_t *len; Py_ssize_t cap; } TableCache;
+
+static uint64_t table_hash(const uint64_t *v, Py_ssize_t n) {
+    uint64_t h = 1469598103934665603ull ^ (uint64_t)n;
+    for (Py_ssize_t i = 0; i < n; i++) { h ^= v[i]; h *= 1099511628211ull; h ^= h >> 29; }
+    return h;
+}
+
+/* encode one channel (F-order values read through get) into w; returns words written or -1 */
+static Py_ssize_t encode_channel(const char *vol, const Py_ssize_t *st, int itemsize, const Py_ssize_t *S,
+                                 const Py_ssize_t *B, uint32_t *w, uint64_t *scratch, uint64_t *uniq, TableCache *tc) {
+    Py_ssize_t gx = (S[0] + B[0] - 1) / B[0], gy = (S[1] + B[1] - 1) / B[1], gz = (S[2] + B[2] - 1) / B[2];
+    Py_ssize_t nb = gx * gy * gz, bvox = B[0] * B[1] * B[2], wpv = itemsize / 4, pos = 2 * nb;
+    for (Py_ssize_t i = 0; i < tc->cap; i++) tc->off[i] = -1;
+    for (Py_ssize_t bz = 0; bz < gz; bz++)
+    for (Py_ssize_t by = 0; by < gy; by++)
+    for (Py_ssize_t bx = 0; bx < gx; bx++) {
+        Py_ssize_t b = bx + gx * (by + gy * bz), n = 0;
+        Py_ssize_t x0 = bx * B[0], y0 = by * B[1], z0 = bz * B[2];
+        Py_ssize_t x1 = x0 + B[0] < S[0] ? x0 + B[0] : S[0];
+        Py_ssize_t y1 = y0 + B[1] < S[1] ? y0 + B[1] : S[1];
+        Py_ssize_t z1 = z0 + B[2] < S[2] ? z0 + B[2] : S[2];
+        /* gather the block's values in block order (padding gets the first value: any valid index) */
+        Py_ssize_t k = 0;
+        for (Py_ssize_t z = z0; z < z1; z++)
+            for (Py_ssize_t y = y0; y < y1; y++)
+                for (Py_ssize_t x = x0; x < x1; x++) {
+                    const char *e = vol + x * st[0] + y * st[1] + z * st[2];
+                    scratch[k++] = itemsize == 4 ? *(const uint32_t *)e : *(const uint64_t *)e;
+                }
+        /* distinct values: segmentation blocks hold few, so a short linear scan (runs skipped)
+           beats sorting every voxel; blocks with many values take the sort */
+        int many = 0;
+        for (Py_ssize_t i = 0; i < k && !many; i++) {
+            uint64_t v = scratch[i];
+            if (i && v == scratch[i - 1]) continue;
+            Py_ssize_t j = 0;
+            while (j < n && uniq[j] != v) j++;
+            if (j == n) { if (n == 64) many = 1; else uniq[n++] = v; }
+        }
+        if (many) {
+            memcpy(uniq, scratch, k * sizeof(uint64_t));
+            qsort(uniq, k, sizeof(uint64_t), cmp_u64);
+            n = 0;
+            for (Py_ssize_t i = 0; i < k; i++) if (n == 0 || uniq[n - 1] != uniq[i]) uniq[n++] = uniq[i];
+        } else {
+            for (Py_ssize_t i = 1; i < n; i++) {  /* insertion sort: n <= 64 */
+                uint64_t v = uniq[i];
+                Py_ssize_t j = i;
+                while (j > 0 && uniq[j - 1] > v) { uniq[j] = uniq[j - 1]; j--; }
+                uniq[j] = v;
+            }
+        }
+        uint32_t bits = 0;
+        if (n > 1) { bits = 1; while (((uint64_t)1 << bits) < (uint64_t)n) bits *= 2; }
+        Py_ssize_t values = pos, nwords = (bits * bvox + 31) / 32;
+        memset(w + pos, 0, nwords * 4);
+        if (bits) {
+            k = 0;
+            uint64_t prev = uniq[0];
+            Py_ssize_t lo = 0;
+            for (Py_ssize_t z = z0; z < z1; z++)
+                for (Py_ssize_t y = y0; y < y1; y++)
+                    for (Py_ssize_t x = x0; x < x1; x++) {
+                        uint64_t v = scratch[k++];
+                        if (v != prev) {  /* neighbours usually repeat: search only on a change */
+                            Py_ssize_t a = 0, z2 = n - 1;
+                            while (a < z2) { Py_ssize_t mid = (a + z2) / 2; if (uniq[mid] < v) a = mid + 1; else z2 = mid; }
+                            lo = a;
+                            prev = v;
+                        }
+                        Py_ssize_t p = (x - x0) + B[0] * ((y - y0) + B[1] * (z - z0));
+                        Py_ssize_t bit = (Py_ssize_t)bits * p;
+                        w[pos + (bit >> 5)] |= (uint32_t)lo << (bit & 31);
+                    }
+        }
+        pos += nwords;
+        /* reuse an identical table written earlier in this channel, as the reference encoders do */
+        uint64_t h = table_hash(uniq, n);
+        Py_ssize_t slot = (Py_ssize_t)(h & (uint64_t)(tc->cap - 1)), table = -1;
+        while (tc->off[slot] >= 0) {
+            if (tc->len[slot] == n) {
+                const uint32_t *t = w + tc->off[slot];
+                int same = 1;
+                for (Py_ssize_t i = 0; i < n && same; i++) {
+                    uint64_t v = wpv == 1 ? t[i] : ((uint64_t)t[2 * i] | ((uint64_t)t[2 * i + 1] << 32));
+                    same = v == uniq[i];
+                }
+                if (same) { table = tc->off[slot]; break; }
+            }
+            slot = (slot + 1) & (tc->cap - 1);
+        }
+        if (table < 0) {
+            table = pos;
+            for (Py_ssize_t i = 0; i < n; i++) {
+                if (wpv == 1) w[pos++] = (uint32_t)uniq[i];
+                else { w[pos++] = (uint32_t)uniq[i]; w[pos++] = (uint32_t)(uniq[i] >> 32); }
+            }
+            tc->off[slot] = table;
+            tc->len[slot] = n;
+        }
+        if (table >= (1 << 24) || values >= (1 << 24)) return -1;
+        w[2 * b] = (uint32_t)table | (bits << 24);
+        w[2 * b + 1] = (uint32_t)values;
+    }
+    return pos;
+}
+
+/* encode(array (x, y, z, c), any strides), block(3)) -> bytes */
+static PyObject *encode(PyObject *self, PyObject *args) {
+    Py_buffer arr;
+    PyObject *obj, *blk_o, *result = NULL;
+    Py_ssize_t shape[4], blk[3];
+    int itemsize;
+    if (!PyArg_ParseTuple(args, "OO", &obj, &blk_o)) return NULL;
+    if (PyObject_GetBuffer(obj, &arr, PyBUF_STRIDES | PyBUF_FORMAT) < 0) return NULL;
+    uint32_t *w = NULL; uint64_t *scratch = NULL, *uniq = NULL; Py_ssize_t *tco = NULL, *tcl = NULL;
+    itemsize = (int)arr.itemsize;
+    if (triple(blk_o, blk, 3)) goto done;
+    if (arr.ndim != 4 || (itemsize != 4 && itemsize != 8) || blk[0] < 1 || blk[1] < 1 || blk[2] < 1) {
+        PyErr_SetString(PyExc_ValueError, "expected a 4-D uint32 or uint64 array and a block size");
+        goto done;
+    }
+    for (int d = 0; d < 4; d++) shape[d] = arr.shape[d];
+    if (shape[3] < 1) { PyErr_SetString(PyExc_ValueError, "no channels"); goto done; }
+    {
+        Py_ssize_t nc = shape[3], wpv = itemsize / 4, bvox = blk[0] * blk[1] * blk[2];
+        Py_ssize_t nb = ((shape[0] + blk[0] - 1) / blk[0]) * ((shape[1] + blk[1] - 1) / blk[1]) *
+                        ((shape[2] + blk[2] - 1) / blk[2]);
+        Py_ssize_t per = 2 * nb + nb * ((32 * bvox + 31) / 32 + bvox * wpv);
+        Py_ssize_t cap = 1;
+        while (cap < 2 * nb + 2) cap *= 2;
+        w = PyMem_RawMalloc((nc + nc * per) * 4);
+        scratch = PyMem_RawMalloc(bvox * 8);
+        uniq = PyMem_RawMalloc(bvox * 8);
+        tco = PyMem_RawMalloc(cap * sizeof(Py_ssize_t));
+        tcl = PyMem_RawMalloc(cap * sizeof(Py_ssize_t));
+        if (!w || !scratch || !uniq || !tco || !tcl) { PyErr_NoMemory(); goto done; }
+        TableCache tc = {tco, tcl, cap};
+        Py_ssize_t pos = nc, bad = 0;
+        Py_BEGIN_ALLOW_THREADS
+        for (Py_ssize_t c = 0; c < nc && !bad; c++) {
+            w[c] = (uint32_t)pos;
+            Py_ssize_t got = encode_channel((const char *)arr.buf + c * arr.strides[3], arr.strides, itemsize, shape,
+                                            blk, w + pos, scratch, uniq, &tc);
+            if (got < 0) bad = 1; else pos += got;
+        }
+        Py_END_ALLOW_THREADS
+        if (bad) { PyErr_SetString(PyExc_ValueError, "chunk too large for compressed_segmentation's 24-bit offsets"); goto done; }
+        result = PyBytes_FromStringAndSize((const char *)w, pos * 4);
+    }
+done:
+    PyMem_RawFree(w); PyMem_RawFree(scratch); PyMem_RawFree(uniq); PyMem_RawFree(tco); PyMem_RawFree(tcl);
+    PyBuffer_Release(&arr);
+    return result;
+}
+
 static PyMethodDef methods[] = {
+    {"encode", encode, METH_VARARGS, "Encode a Fortran-order (x, y, z, c) uint32/uint64 array as compressed_segmentation."},
     {"lookup_points", lookup_points, METH_VARARGS, "Values at points of a compressed_segmentation chunk."},
     {"decode_into", decode_into, METH_VARARGS, "Decode a window of a compressed_segmentation chunk into an output."},
     {NULL, NULL, 0, NULL}};

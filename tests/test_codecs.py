@@ -177,3 +177,14 @@ def test_cseg_without_the_c_decoder(rng, monkeypatch):
     np.testing.assert_array_equal(sub, arr[3:30, 2:21, 1:9])
     with pytest.raises(DecodeError):
         cseg.decode(b"\x01\0\0\0" + b"\xff" * 64, s)
+
+
+@pytest.mark.parametrize("shape,block,dtype", [((64, 64, 64, 1), (8, 8, 8), "uint64"), ((37, 21, 9, 2), (4, 6, 2), "uint32"),
+                                               ((13, 7, 5, 3), (8, 8, 8), "uint64")])
+def test_cseg_c_encoder_is_byte_identical_to_the_library(rng, shape, block, dtype):
+    from cloudvolume_lite.codecs import cseg
+
+    s = spec("compressed_segmentation", shape, dtype, block=block)
+    for arr in (random_volume(shape, dtype, rng, labels=70), random_volume(shape, dtype, rng),
+                np.zeros(shape, dtype)):
+        assert cseg.encode(arr, s) == cseg._encode_library(arr, s, block)

@@ -108,13 +108,23 @@ def decode_region(data: bytes, spec: ChunkSpec, lo, hi) -> tuple[np.ndarray, tup
 
 
 def encode(array: np.ndarray, spec: ChunkSpec) -> bytes:
-    import compressed_segmentation as cs
-
     _check_dtype(spec)
     block = _block_size(spec)
     arr = np.asarray(array, dtype=spec.dtype)
     if arr.ndim == 3:
         arr = arr[..., np.newaxis]
+    try:
+        from .. import _cseg
+    except ImportError:
+        return _encode_library(arr, spec, block)
+    # the C encoder releases the GIL (the library's does not) and writes the same bytes
+    return _cseg.encode(arr, block)  # reads any strides: no copy of the caller's array
+
+
+def _encode_library(arr: np.ndarray, spec: ChunkSpec, block) -> bytes:
+    """Encoding with the compressed-segmentation package, where the C encoder is not built."""
+    import compressed_segmentation as cs
+
     nc = arr.shape[3]
     # the library's 4-D path crashes (seen with 2.3.3), so encode channel by channel
     parts = [cs.compress(np.asfortranarray(arr[..., c]), block_size=block, order="F")[4:] for c in range(nc)]
