@@ -103,7 +103,7 @@ def _cmd_get(args: argparse.Namespace) -> int:
     from .volume import Volume
 
     box = Bbox.from_string(args.bbox)
-    vol = Volume(args.url, mip=args.mip, fill_missing=args.fill_missing, progress=bool(args.progress))
+    vol = Volume(args.url, mip=args.mip, fill_missing=args.fill_missing, progress=args.progress)
     a = vol.download(box)
     what = _save(args.output, a, vol.layer_type)
     print(f"wrote {args.output}: {what}")

@@ -16,6 +16,7 @@ from .errors import ChunkNotFoundError, InfoError, OutOfBoundsError, RequestErro
 from .info import Info, Scale
 from .sharding import ShardedStore
 from .plan import Paste, plan_pastes, run_workers
+from .progress import tracked
 from . import create as _create
 from . import writer as _writer
 from .writer import DEFAULT_COMPRESSION, ZeroPolicy
@@ -44,7 +45,7 @@ class Volume:
         cache: bool | str = False,
         cache_bytes: int | None = None,
         parallel: int | None = None,
-        progress: bool = False,
+        progress: bool | None = False,
         secrets: Any = None,
         stores: StoreRegistry | None = None,
         compress: str | None = DEFAULT_COMPRESSION,
@@ -64,7 +65,7 @@ class Volume:
             a["lru_bytes"], a["cache"], a["cache_bytes"], a["parallel"], a["secrets"], a["stores"])
         self.fill_missing = bool(fill_missing)
         self.bounded = bool(bounded)
-        self.progress = bool(progress)
+        self.progress = progress  # True, False, or None (bars on a terminal for long work)
         self.compress = compress  # transport compression for writes (see writer.transport_encoding)
         # writers that may touch the same chunk or shard take a lock around read-modify-write
         self.locking = bool(a.get("locking", False))
@@ -324,10 +325,17 @@ class Volume:
         n = (hi[0] - lo[0]) * (hi[1] - lo[1]) * (hi[2] - lo[2])
         if scale.sharding is not None and store.latency_bound:
             # over a network, chunks of one shard travel together: a few coalesced ranged reads
-            self._run(store, batch, _shard_batches(scale, list(plan_pastes(scale, req))), n)
+            groups = _shard_batches(scale, list(plan_pastes(scale, req)))
+            with tracked(batch, len(groups), "cvl read (shards)", self._progress()) as fn:
+                self._run(store, fn, groups, n)
         else:
-            self._run(store, one, plan_pastes(scale, req), n)
+            with tracked(one, n, "cvl read", self._progress()) as fn:
+                self._run(store, fn, plan_pastes(scale, req), n)
         return out
+
+    def _progress(self) -> bool | None:
+        """True: always show bars; None: on a terminal, for long work (``progress=None``)."""
+        return None if self.progress is None else bool(self.progress)
 
     def _run(self, store: Store, fn: Any, items: Any, n: int | None = None) -> None:
         """Apply ``fn`` to every item: about one worker per core on local stores (CPU-bound),

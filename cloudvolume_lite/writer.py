@@ -12,6 +12,7 @@ from .codecs import ChunkSpec, get_codec
 from .errors import OutOfBoundsError, RequestError
 from .info import Scale
 from .plan import run_bounded
+from .progress import tracked
 from .sharding import ShardLayout
 
 if TYPE_CHECKING:
@@ -128,7 +129,8 @@ def write(vol: "Volume", key: Any, array: Any, mip: int, zero_chunks: ZeroPolicy
             store.put_many(items, content_encoding=enc, content_type=_content_type(scale))
 
     groups = groups_of_cells(scale, list(scale.cells(req.bbox)))
-    run_bounded(vol._executor_for_io(), one_group, groups, window=2 * vol.parallel)
+    with tracked(one_group, len(groups), "cvl write", vol._progress()) as fn:
+        run_bounded(vol._executor_for_io(), fn, groups, window=2 * vol.parallel)
 
 
 def _content_type(scale: Scale) -> str:

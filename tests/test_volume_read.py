@@ -128,3 +128,17 @@ def test_in_flight_chunks_are_bounded(tmp_path, rng):
     vol = cvl.Volume("count://x/v", parallel=3, stores=reg)
     np.testing.assert_array_equal(vol[...], truth)
     assert 1 < scale_store.peak <= 3
+
+
+def test_progress_bars_only_when_asked(tmp_path, rng, capsys):
+    truth = random_volume((64, 64, 16, 1), "uint8", rng)
+    ts_write(tmp_path / "v", truth, chunk=(8, 8, 8))
+    cvl.Volume(str(tmp_path / "v"))[...]
+    assert capsys.readouterr().err == ""
+    vol = cvl.Volume(str(tmp_path / "v"), progress=True)
+    np.testing.assert_array_equal(vol[...], truth)
+    vol[0:8, 0:8, 0:8] = 1
+    err = capsys.readouterr().err
+    assert "cvl read" in err and "/128" in err and "cvl write" in err
+    cvl.Volume(str(tmp_path / "v"), progress=None)[...]  # None: bars on a terminal only (pytest's stderr is not one)
+    assert capsys.readouterr().err == ""
