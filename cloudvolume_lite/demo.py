@@ -11,6 +11,7 @@ from typing import Callable
 import numpy as np
 
 from .sample import sample_arrays, write_sample
+from .serve import LoopbackServer
 from .volume import Volume
 
 
@@ -64,15 +65,21 @@ def run_demo(directory: str | None = None) -> int:
             got, dt = _timed(lambda: vol.scattered_points(pts))
             check("warm, from the chunk LRU", got, want, dt)
 
-        print("\ndisk cache: the image read twice through a cache directory")
-        cache_dir = os.path.join(root, "cache")
-        with Volume(img_url, cache=cache_dir) as vol:
-            got, dt = _timed(lambda: vol[...])
-            check("first read (fills the cache)", got, image, dt)
-            print(f"  cache holds {vol.cache.size / 1e6:.2f} MB under {vol.cache.path}")
-        with Volume(img_url, cache=cache_dir) as vol:
-            got, dt = _timed(lambda: vol[...])
-            check("second read (from the cache)", got, image, dt)
+        with LoopbackServer(root) as server:
+            print(f"\nover HTTP: the same directory served on {server.url} (Range requests, loopback only)")
+            for name, truth in (("image", image), ("segmentation", seg)):
+                with Volume(f"{server.url}/{name}") as vol:
+                    got, dt = _timed(lambda: vol[...])
+                    check(f"{name} full read over HTTP", got, truth, dt)
+            cache_dir = os.path.join(root, "cache")
+            print("  the image twice through a disk cache:")
+            with Volume(f"{server.url}/image", cache=cache_dir) as vol:
+                got, dt = _timed(lambda: vol[...])
+                check("first read (fills the cache)", got, image, dt)
+                print(f"  cache holds {vol.cache.size / 1e6:.2f} MB under {vol.cache.path}")
+            with Volume(f"{server.url}/image", cache=cache_dir) as vol:
+                got, dt = _timed(lambda: vol[...])
+                check("second read (from the cache)", got, image, dt)
 
         ids = np.unique(seg)
         print(f"\nsegmentation holds {len(ids)} labels, e.g. {ids[:3].tolist()}")

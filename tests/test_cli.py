@@ -28,7 +28,7 @@ def sample(tmp_path, rng):
 def test_demo_runs_offline(tmp_path):
     r = run("demo", "--dir", str(tmp_path / "demo"))
     assert r.returncode == 0, r.stderr
-    assert "demo OK" in r.stdout and "WRONG" not in r.stdout
+    assert "demo OK" in r.stdout and "WRONG" not in r.stdout and "over HTTP" in r.stdout
 
 
 def test_info(sample):
