@@ -10,7 +10,7 @@ import numpy as np
 from .bbox import Bbox
 from .errors import RequestError
 from .info import Scale
-from .sharding import morton_bits
+from .sharding import low_bits_per_axis, morton_bits
 
 if TYPE_CHECKING:
     import dask.array as da
@@ -37,13 +37,7 @@ def shard_shape(scale: Scale) -> tuple[int, int, int] | None:
     inner = s.preshift_bits + s.minishard_bits
     if inner + s.shard_bits < sum(bits):
         return None
-    per_axis = [0, 0, 0]
-    j = 0
-    for i in range(max(bits) if bits else 0):
-        for d in range(3):
-            if i < bits[d] and j < inner:
-                per_axis[d] += 1
-                j += 1
+    per_axis = low_bits_per_axis(bits, inner)
     return tuple(c << n for c, n in zip(scale.chunk_size, per_axis))  # type: ignore[return-value]
 
 

@@ -34,6 +34,20 @@ def morton_bits(grid_size: Iterable[int]) -> tuple[int, int, int]:
     return tuple(max(0, int(g - 1).bit_length()) for g in grid_size)  # type: ignore[return-value]
 
 
+def low_bits_per_axis(bits: Iterable[int], n: int) -> tuple[int, int, int]:
+    """How many of the lowest ``n`` Morton bits belong to x, y and z: a box of 2**k chunks per
+    axis shares them (a minishard or shard's shape, spec 7.6)."""
+    bits = tuple(bits)
+    per_axis = [0, 0, 0]
+    j = 0
+    for i in range(max(bits) if bits else 0):
+        for d in range(3):
+            if i < bits[d] and j < n:
+                per_axis[d] += 1
+                j += 1
+    return tuple(per_axis)  # type: ignore[return-value]
+
+
 def compressed_morton(cells: np.ndarray, grid_size: Iterable[int]) -> np.ndarray:
     """Compressed Morton codes (uint64) of grid cells ``cells`` (N, 3)."""
     cells = np.asarray(cells, dtype=np.uint64).reshape(-1, 3)
@@ -497,12 +511,6 @@ def propose_sharding(
         preshift_bits=preshift, hash="identity", minishard_bits=inner - preshift, shard_bits=total - inner,
         minishard_index_encoding="gzip", data_encoding="raw" if encoding == "jpeg" else "gzip",
     )
-    per_axis = [0, 0, 0]
-    j = 0
-    for i in range(max(bits) if bits else 0):
-        for d in range(3):
-            if i < bits[d] and j < inner:
-                per_axis[d] += 1
-                j += 1
+    per_axis = low_bits_per_axis(bits, inner)
     shape = tuple(min(c << n, s) for c, n, s in zip(chunk, per_axis, size))
     return ShardingProposal(sharding, shape, 1 << inner)  # type: ignore[arg-type]
