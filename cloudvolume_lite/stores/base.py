@@ -60,15 +60,27 @@ class Store(ABC):
     def exists(self, key: str) -> bool:
         return self.get(key) is not None
 
-    def lock(self, key: str) -> ContextManager[None]:
-        """Exclusive lock on ``key`` across threads and processes, for read-modify-write.
+    def create_exclusive(self, key: str, data: bytes) -> bool:
+        """Create ``key`` only if it does not exist, atomically; False if it exists.
 
-        Backends that cannot lock say so rather than pretend.
+        Object stores implement it with a conditional PUT; it is what :meth:`lock` builds on.
         """
         raise UnsupportedEncodingError(
-            f"{type(self).__name__} cannot lock objects; locked writes work on local disk and mem:// only. "
-            "Give each writer disjoint chunks (or shards) instead"
+            f"{type(self).__name__} cannot create objects conditionally, so it cannot lock; "
+            "give each writer disjoint chunks (or shards) instead"
         )
+
+    def lock(self, key: str) -> ContextManager[None]:
+        """Exclusive lock on ``key`` across threads, processes and machines, for read-modify-write.
+
+        The default is a lease object made with :meth:`create_exclusive` (see ``lease.py``);
+        local disk uses ``flock``. Backends that cannot lock say so rather than pretend.
+        """
+        from .lease import lease_lock
+
+        if type(self).create_exclusive is Store.create_exclusive:
+            self.create_exclusive(key, b"")  # raises the explanation
+        return lease_lock(self, key)
 
     def get_many(self, keys: Iterable[str], executor: Executor | None = None) -> dict[str, bytes | None]:
         """Fetch several keys, concurrently when given an executor."""

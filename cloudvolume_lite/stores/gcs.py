@@ -207,6 +207,20 @@ class GCSStore(Store):
 
         self._run(upload, f"PUT {self.url.key_url(key)}")
 
+    def create_exclusive(self, key: str, data: bytes) -> bool:
+        """An upload with ``ifGenerationMatch=0``: only the first of several writers succeeds."""
+        blob = self._blob(key)
+
+        def upload() -> bool:
+            try:
+                blob.upload_from_string(bytes(data), content_type="application/octet-stream", if_generation_match=0,
+                                        timeout=self.retry.timeout, retry=None)
+                return True
+            except gexc.PreconditionFailed:
+                return False
+
+        return self._run(upload, f"PUT (if absent) {self.url.key_url(key)}")
+
     def delete(self, key: str) -> None:
         blob = self._blob(key)
         self._run(lambda: blob.delete(timeout=self.retry.timeout, retry=None), f"DELETE {self.url.key_url(key)}",

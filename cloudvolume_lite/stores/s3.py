@@ -184,6 +184,24 @@ class S3Store(Store):
             args["ContentEncoding"] = enc
         self._run(lambda: self._client.get().put_object(**args), f"PUT {self.url.key_url(key)}")
 
+    def create_exclusive(self, key: str, data: bytes) -> bool:
+        """A PUT with ``If-None-Match: *``: only the first of several writers succeeds."""
+        name = self._name(key)
+
+        def put() -> bool:
+            try:
+                self._client.get().put_object(Bucket=self.url.netloc, Key=name, Body=bytes(data), IfNoneMatch="*")
+                return True
+            except ClientError as e:
+                status, code = _status(e)
+                if status == 412 or code == "PreconditionFailed":
+                    return False
+                if status == 409:  # ConditionalRequestConflict: a racing write; try again
+                    raise Transient(code or "conflict", status) from None
+                raise
+
+        return self._run(put, f"PUT (if absent) {self.url.key_url(key)}")
+
     def delete(self, key: str) -> None:
         name = self._name(key)
         self._run(lambda: self._client.get().delete_object(Bucket=self.url.netloc, Key=name),
