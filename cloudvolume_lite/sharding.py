@@ -292,6 +292,15 @@ class ShardedStore(Store):
         if byte_range is not None:
             raise RequestError("byte ranges of chunks inside a shard are not supported; read the whole chunk")
         cid, shard, mini = self._chunk_location(key)
+        try:
+            return self._get_chunk(key, cid, shard, mini)
+        except DecodeError:
+            # the shard may have been rewritten since its indices were cached: read them afresh
+            # once; a second failure is real damage
+            self._forget(shard)
+            return self._get_chunk(key, cid, shard, mini)
+
+    def _get_chunk(self, key: str, cid: int, shard: int, mini: int) -> bytes | None:
         index = self._minishard(shard, mini)
         loc = None if index is None else index.find(cid)
         if loc is None:

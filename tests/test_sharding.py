@@ -191,3 +191,25 @@ def test_corrupt_shard_index_is_decode_error(tmp_path, rng):
     path.write_bytes(bytes(data[:20]))  # truncated shard
     with pytest.raises(cvl.DecodeError):
         cvl.Volume(url)[...]
+
+
+def test_reader_sees_a_rewritten_shard(tmp_path, rng):
+    """A Volume whose shard indices are cached keeps reading correctly after another writer
+    rewrites the shard (its cached offsets are stale: the read notices and re-reads them)."""
+    truth = random_volume((32, 32, 8, 1), "uint8", rng)
+    sharding = dict(preshift_bits=0, hash="identity", minishard_bits=1, shard_bits=0,
+                    minishard_index_encoding="gzip", data_encoding="gzip")
+    url = "file://" + str(tmp_path / "v")
+    store, sc = write_sharded(url, truth, sharding)
+    reader = cvl.Volume(url)
+    np.testing.assert_array_equal(reader[...], truth)  # indices now cached
+    # another writer drops one chunk and changes another: every offset in the file moves
+    new = np.full((16, 16, 8, 1), 9, np.uint8)
+    store.put_many({"0-16_0-16_0-8": None,
+                    "16-32_0-16_0-8": get_codec("raw").encode(new, ChunkSpec(new.shape, new.dtype, sc, "x"))})
+    want = truth.copy()
+    want[0:16, 0:16] = 0
+    want[16:32, 0:16] = 9
+    got = cvl.Volume(url, fill_missing=True)[...]
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(reader[16:32, 0:32, 0:8], want[16:32])
