@@ -317,6 +317,39 @@ class ShardedStore(Store):
         _, shard, _ = self._chunk_location(key)
         return self.inner.lock(self.layout.shard_name(shard))
 
+    def _shard_chunks(self, shard: int, members: list[tuple[str, int, int]]) -> dict[str, bytes | None]:
+        got: dict[str, bytes | None] = {}
+        if self._dense(len(members)):
+            # most of the shard is wanted: one request for the whole file beats many
+            found = self._read_all(shard, {cid for _, cid, _ in members})
+            for key, cid, _ in members:
+                got[key] = found.get(cid)
+            return got
+        located: list[tuple[str, tuple[int, int]]] = []
+        for key, cid, mini in members:
+            index = self._minishard(shard, mini)
+            loc = None if index is None else index.find(cid)
+            if loc is None:
+                got[key] = None
+            else:
+                located.append((key, loc))
+        if not located:
+            return got
+        name = self.layout.shard_name(shard)
+        ranges = [loc for _, loc in located]
+        for _, (a, b) in located:
+            if b - a > _MAX_RANGE or b < a:
+                raise DecodeError(f"{self._where(shard)} has an implausible chunk range {(a, b)}; the shard is corrupt")
+        datas = self.inner.get_ranges(name, ranges)
+        for (key, (a, b)), data in zip(located, datas):
+            if data is not None and len(data) != b - a:
+                raise DecodeError(f"chunk {key} in {self._where(shard)}: asked for bytes {a}-{b}, got {len(data)}; "
+                                  "the shard is truncated")
+            if data is not None and self.layout.sharding.data_encoding == "gzip":
+                data = compression.decompress(data, "gzip", f"chunk {key} in {self._where(shard)}")
+            got[key] = data
+        return got
+
     def _dense(self, n: int) -> bool:
         """Whether ``n`` chunks are most of a shard, and a shard is small enough to fetch whole."""
         sc = self.layout.scale
@@ -336,35 +369,11 @@ class ShardedStore(Store):
             cid, shard, mini = self._chunk_location(key)
             by_shard.setdefault(shard, []).append((key, cid, mini))
         for shard, members in by_shard.items():
-            if self._dense(len(members)):
-                # most of the shard is wanted: one request for the whole file beats many
-                found = self._read_all(shard, {cid for _, cid, _ in members})
-                for key, cid, _ in members:
-                    out[key] = found.get(cid)
-                continue
-            located: list[tuple[str, tuple[int, int]]] = []
-            for key, cid, mini in members:
-                index = self._minishard(shard, mini)
-                loc = None if index is None else index.find(cid)
-                if loc is None:
-                    out[key] = None
-                else:
-                    located.append((key, loc))
-            if not located:
-                continue
-            name = self.layout.shard_name(shard)
-            ranges = [loc for _, loc in located]
-            for _, (a, b) in located:
-                if b - a > _MAX_RANGE or b < a:
-                    raise DecodeError(f"{self._where(shard)} has an implausible chunk range {(a, b)}; the shard is corrupt")
-            datas = self.inner.get_ranges(name, ranges)
-            for (key, (a, b)), data in zip(located, datas):
-                if data is not None and len(data) != b - a:
-                    raise DecodeError(f"chunk {key} in {self._where(shard)}: asked for bytes {a}-{b}, got {len(data)}; "
-                                      "the shard is truncated")
-                if data is not None and self.layout.sharding.data_encoding == "gzip":
-                    data = compression.decompress(data, "gzip", f"chunk {key} in {self._where(shard)}")
-                out[key] = data
+            try:
+                out.update(self._shard_chunks(shard, members))
+            except DecodeError:
+                self._forget(shard)  # a rewritten shard under stale cached indices: once more, afresh
+                out.update(self._shard_chunks(shard, members))
         return out
 
     def exists(self, key: str) -> bool:

@@ -174,3 +174,23 @@ def get_ranges_coalesced(fetch: Callable[[ByteRange], bytes | None], ranges: Seq
             # a span shorter than asked (object ends early) slices like bytes do
             out[i] = None if span is None else span[s - gs : max(s, e) - gs]
     return out
+
+
+def content_range_span(value: str | None) -> tuple[int, int] | None:
+    """``bytes 100-199/1000`` -> (100, 200): the half-open span a 206 answer says it carries."""
+    unit, _, rest = (value or "").strip().partition(" ")
+    span = rest.partition("/")[0]
+    first, _, last = span.partition("-")
+    if unit.lower() != "bytes" or not first.isdigit() or not last.isdigit():
+        return None
+    return int(first), int(last) + 1
+
+
+def check_span(body: bytes, content_range: str | None, start: int) -> None:
+    """A ranged body must start where asked and be as long as its Content-Range says; a body
+    cut short (or a Content-Length that undercounts) is a damaged transfer, worth a retry."""
+    span = content_range_span(content_range)
+    if span is None or span[0] != start:
+        raise Transient(f"asked for bytes from {start}, the server sent {content_range!r}", 206)
+    if len(body) != span[1] - span[0]:
+        raise Transient(f"range {content_range} came with {len(body)} bytes", 206)
