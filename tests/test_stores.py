@@ -291,8 +291,8 @@ class TestHTTPStore(NetworkContract):
         path.write_bytes(data)
 
     def test_pool_size_follows_parallel(self, store: Store) -> None:
-        session = store._client.get()  # type: ignore[attr-defined]
-        assert session.get_adapter("http://127.0.0.1/")._pool_maxsize == 8
+        pool = store._client.get()  # type: ignore[attr-defined]
+        assert pool.pm.connection_pool_kw["maxsize"] == 8
 
     def test_nearby_ranges_share_one_request(self, store: Store, http_server: RangeHTTPServer) -> None:
         data = payload(100_000)

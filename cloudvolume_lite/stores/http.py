@@ -1,7 +1,8 @@
 """``http(s)://host/path``: read-only access to a volume served by any web server.
 
-- One ``requests.Session`` per Volume (shared by the scale stores), with a connection pool of
-  ``parallel`` connections. Retries follow :class:`~.retry.RetryPolicy` (pass ``retry=`` to the
+- One urllib3 connection pool per Volume (shared by the scale stores), of ``parallel``
+  connections; the proxy environment (``HTTP(S)_PROXY``, ``NO_PROXY``) and
+  ``REQUESTS_CA_BUNDLE`` are read once. Retries follow :class:`~.retry.RetryPolicy` (pass ``retry=`` to the
   constructor, e.g. through ``StoreRegistry().with_scheme("https", partial(HTTPStore, retry=...))``).
 - Whole-object reads advertise ``Accept-Encoding: gzip, br, zstd`` and undo the
   ``Content-Encoding`` the server used. Ranged reads send ``Accept-Encoding: identity`` and never
@@ -19,11 +20,10 @@ from __future__ import annotations
 
 import os
 from typing import Any, Iterator, Sequence
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 import requests
 import urllib3
-from requests.adapters import HTTPAdapter
 
 from .. import compression
 from ..errors import RequestError, UnsupportedEncodingError
@@ -38,23 +38,58 @@ ACCEPT_ENCODING = "gzip, br, zstd"
 _SAFE = "/:@!$&'()*+,;=-._~%"
 
 
-def _make_session(parallel: int, secrets: dict[str, Any], base_url: str) -> requests.Session:
-    s = requests.Session()
-    # requests re-reads the proxy environment on every request (~0.2 ms each, a fifth of a
-    # 256 KiB chunk's cost here): read it once for this host instead
-    s.trust_env = False
-    s.proxies.update(requests.utils.get_environ_proxies(base_url))
-    bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
-    if bundle:
-        s.verify = bundle
-    # max_retries=0: the RetryPolicy is the only one; pool sized to the requests in flight
-    adapter = HTTPAdapter(pool_connections=8, pool_maxsize=parallel, max_retries=0)
-    s.mount("http://", adapter)
-    s.mount("https://", adapter)
-    s.headers.update(secrets.get("headers") or {})
-    if secrets.get("auth") is not None:
-        s.auth = tuple(secrets["auth"])  # type: ignore[assignment]
-    return s
+class _Response:
+    """The few parts of a urllib3 response the store uses, named as in ``requests``."""
+
+    def __init__(self, r: urllib3.BaseHTTPResponse):
+        self._r = r
+        self.status_code = r.status
+        self.reason = r.reason or ""
+        self.headers = r.headers  # case-insensitive
+
+    def read(self) -> bytes:
+        data = self._r.read(decode_content=False)
+        self._read = True
+        return data
+
+    def close(self) -> None:
+        if not getattr(self, "_read", False):
+            try:  # an unread body (an error answer, a HEAD) must go before the connection is reused
+                self._r.drain_conn()
+            except Exception:  # noqa: BLE001 - a broken connection is simply not reused
+                self._r.close()
+                return
+        self._r.release_conn()
+
+
+class _Pool:
+    """A urllib3 connection pool: about half the CPU per request of a ``requests.Session``
+    (0.25 vs 0.47 ms measured here), which matters at hundreds of chunk requests a second."""
+
+    def __init__(self, parallel: int, secrets: dict[str, Any], base_url: str, timeout: tuple[float, float]):
+        headers = dict(secrets.get("headers") or {})
+        auth = secrets.get("auth")
+        netloc = urllib3.util.parse_url(base_url)
+        if auth is None and netloc.auth:  # user:password@host in the URL
+            auth = tuple(unquote(p) for p in netloc.auth.split(":", 1))
+        if auth is not None:
+            headers.update(urllib3.make_headers(basic_auth=":".join(auth)))
+        self.headers = headers
+        bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+        tls = {"ca_certs": bundle} if bundle else {}
+        kw = dict(num_pools=8, maxsize=parallel, retries=False, block=False,
+                  timeout=urllib3.Timeout(connect=timeout[0], read=timeout[1]), **tls)
+        # the proxy environment is read once, for this host (HTTP(S)_PROXY, NO_PROXY)
+        proxy = requests.utils.get_environ_proxies(base_url).get(netloc.scheme or "http")
+        self.pm = urllib3.ProxyManager(proxy, **kw) if proxy else urllib3.PoolManager(**kw)
+
+    def request(self, method: str, url: str, headers: dict[str, str]) -> _Response:
+        r = self.pm.request(method, url, headers={**self.headers, **headers}, preload_content=False,
+                            decode_content=False, redirect=True)
+        return _Response(r)
+
+    def close(self) -> None:
+        self.pm.clear()
 
 
 def _check_secrets(secrets: Any) -> dict[str, Any]:
@@ -74,13 +109,14 @@ class HTTPStore(Store):
     default_parallel = 32
 
     def __init__(self, url: StoreURL, *, secrets: Any = None, parallel: int | None = None,
-                 retry: RetryPolicy | None = None, _client: SharedClient[requests.Session] | None = None):
+                 retry: RetryPolicy | None = None, _client: SharedClient[_Pool] | None = None):
         super().__init__(url)
         self.retry = retry or RetryPolicy()
         if _client is None:
             sec, size = _check_secrets(secrets), int(parallel or self.default_parallel)
             base = f"{url.scheme}://{url.netloc}/"
-            _client = SharedClient(lambda: _make_session(size, sec, base), lambda s: s.close())
+            timeout = self.retry.timeout
+            _client = SharedClient(lambda: _Pool(size, sec, base, timeout), lambda p: p.close())
         self._client = _client
         # the user:password@ part of a URL is for requests, never for messages
         self._public_netloc = url.netloc.rpartition("@")[2]
@@ -98,12 +134,11 @@ class HTTPStore(Store):
         return f"HTTPStore({self._public('')!r})"
 
     # -- one request ---------------------------------------------------------------------------
-    def _send(self, method: str, key: str, headers: dict[str, str]) -> requests.Response:
+    def _send(self, method: str, key: str, headers: dict[str, str]) -> _Response:
         """Send a request; raise :class:`Transient` for what a retry may fix."""
         try:
-            r = self._client.get().request(method, self._key_url(key), headers=headers,
-                                           timeout=self.retry.timeout, stream=True, allow_redirects=True)
-        except (requests.ConnectionError, requests.Timeout) as e:
+            r = self._client.get().request(method, self._key_url(key), headers)
+        except (urllib3.exceptions.HTTPError, ConnectionError, TimeoutError) as e:
             raise Transient(f"{type(e).__name__}: {_short(e)}") from None
         if is_retryable_status(r.status_code):
             r.close()
@@ -111,13 +146,14 @@ class HTTPStore(Store):
         return r
 
     @staticmethod
-    def _body(r: requests.Response) -> bytes:
+    def _body(r: _Response) -> bytes:
         """The body exactly as sent (no decoding); a short or broken body is retried."""
         try:
-            with r:
-                return r.raw.read(decode_content=False)
-        except (urllib3.exceptions.HTTPError, requests.RequestException, ConnectionError, TimeoutError) as e:
+            return r.read()
+        except (urllib3.exceptions.HTTPError, ConnectionError, TimeoutError) as e:
             raise Transient(f"{type(e).__name__} while reading the body: {_short(e)}") from None
+        finally:
+            r.close()
 
     # -- Store ---------------------------------------------------------------------------------
     def get(self, key: str, byte_range: ByteRange | None = None) -> bytes | None:
