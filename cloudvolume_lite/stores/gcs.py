@@ -27,6 +27,7 @@ from typing import Any, Callable, Iterator, Sequence, TypeVar
 import google.auth
 import google.auth.exceptions
 import requests
+import urllib3
 from google.api_core import exceptions as gexc
 from google.auth.credentials import AnonymousCredentials
 from google.auth.transport.requests import AuthorizedSession
@@ -40,6 +41,7 @@ from .. import compression
 from ..errors import RequestError, StoreError
 from .base import ByteRange, Store, check_key
 from .retry import RetryPolicy, SharedClient, Transient, get_ranges_coalesced, is_retryable_status, status_error
+from .retry import short as _short
 from .url import StoreURL
 
 T = TypeVar("T")
@@ -165,7 +167,8 @@ class GCSStore(Store):
                     raise Transient(_short(e), code) from None
                 raise status_error(what, code, _short(e)) from None
             except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError,
-                    google.auth.exceptions.TransportError, ConnectionError, TimeoutError) as e:
+                    urllib3.exceptions.HTTPError, google.auth.exceptions.TransportError, ConnectionError,
+                    TimeoutError) as e:  # urllib3's IncompleteRead can escape the SDK unwrapped
                 raise Transient(f"{type(e).__name__}: {_short(e)}") from None
 
         return self.retry.call(attempt, what)
@@ -255,8 +258,3 @@ class GCSStore(Store):
 
     def close(self) -> None:
         self._client.close()
-
-
-def _short(e: BaseException) -> str:
-    text = str(e)
-    return text if len(text) <= 200 else text[:200] + "..."

@@ -30,6 +30,7 @@ from ..errors import RequestError, UnsupportedEncodingError
 from .base import ByteRange, Store, check_key
 from .retry import RetryPolicy, SharedClient, Transient, check_span, get_ranges_coalesced, is_retryable_status, \
     parse_retry_after, status_error
+from .retry import short as _short
 from .url import StoreURL
 
 #: every encoding compression.decompress understands (brotli and zstandard are dependencies)
@@ -237,11 +238,6 @@ class HTTPStore(Store):
 
     def close(self) -> None:
         self._client.close()
-
-
-def _short(e: BaseException) -> str:
-    text = str(e)
-    return text if len(text) <= 200 else text[:200] + "..."
 
 
 __all__ = ["HTTPStore"]

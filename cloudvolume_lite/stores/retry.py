@@ -194,3 +194,9 @@ def check_span(body: bytes, content_range: str | None, start: int) -> None:
         raise Transient(f"asked for bytes from {start}, the server sent {content_range!r}", 206)
     if len(body) != span[1] - span[0]:
         raise Transient(f"range {content_range} came with {len(body)} bytes", 206)
+
+
+def short(e: BaseException) -> str:
+    """An exception's text, cut to 200 characters for error messages."""
+    text = str(e)
+    return text if len(text) <= 200 else text[:200] + "..."

@@ -32,6 +32,7 @@ from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, 
 from .. import compression
 from ..errors import RequestError, StoreError
 from .base import ByteRange, Store, check_key
+from .retry import short as _short
 from .retry import (RetryPolicy, SharedClient, Transient, check_span, get_ranges_coalesced, is_retryable_status,
                     status_error)
 from .url import StoreURL
@@ -249,8 +250,3 @@ def _verify_etag(r: dict[str, Any], data: bytes) -> None:
         return  # multipart ("-N" suffix) or encrypted: the ETag is not an MD5
     if hashlib.md5(data, usedforsecurity=False).hexdigest() != m.group(1).lower():
         raise Transient(f"MD5 of the {len(data)} bytes received does not match the ETag {m.group(1)}")
-
-
-def _short(e: BaseException) -> str:
-    text = str(e)
-    return text if len(text) <= 200 else text[:200] + "..."
