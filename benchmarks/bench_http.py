@@ -10,7 +10,6 @@ not compete with the clients for the GIL. Volumes are bench_read's A (raw uint8
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import subprocess
 import sys
@@ -35,9 +34,7 @@ while True:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--repeats", type=int, default=None)
+    ap = common.arg_parser(__doc__)
     ap.add_argument("--latency", type=float, default=0.02)
     ap.add_argument("--sweep", action="store_true", help="also try cloudvolume-lite with parallel=16 and 64")
     args = ap.parse_args()

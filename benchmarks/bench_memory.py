@@ -10,7 +10,6 @@ interleaved and repeated; medians are quoted.
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import subprocess
@@ -51,9 +50,8 @@ print(json.dumps({"before": before, "peak": peak, "out": int(out.nbytes), "secon
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--repeats", type=int, default=3)
+    ap = common.arg_parser(__doc__)
+    ap.set_defaults(repeats=3)
     ap.add_argument("--lru-bytes", type=int, default=64 << 20, help="cloudvolume-lite's LRU during the read")
     args = ap.parse_args()
     n = 256 if args.quick else 1024

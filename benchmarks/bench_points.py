@@ -8,7 +8,6 @@ cloudvolume-lite through its LRU and through its disk cache. Every answer is che
 
 from __future__ import annotations
 
-import argparse
 import shutil
 import statistics
 import sys
@@ -24,9 +23,7 @@ from bench_read import make_volumes, segmentation_like  # noqa: E402
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--repeats", type=int, default=None)
+    ap = common.arg_parser(__doc__)
     ap.add_argument("--points", type=int, default=10_000)
     args = ap.parse_args()
     repeats = args.repeats or (2 if args.quick else 5)

@@ -14,7 +14,6 @@ Systems are interleaved and repeated; medians are quoted; every result is checke
 
 from __future__ import annotations
 
-import argparse
 import resource
 import statistics
 import sys
@@ -34,9 +33,7 @@ def rss() -> int:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--repeats", type=int, default=None)
+    ap = common.arg_parser(__doc__)
     args = ap.parse_args()
     repeats = args.repeats or (2 if args.quick else 5)
     import cloudvolume_lite as cvl

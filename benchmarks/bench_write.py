@@ -11,7 +11,6 @@ compared with the source before the timings count.
 
 from __future__ import annotations
 
-import argparse
 import shutil
 import statistics
 import sys
@@ -63,9 +62,7 @@ SYSTEMS = {"cvl": write_cvl, "cv": write_cv, "ts": write_ts}
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--repeats", type=int, default=None)
+    ap = common.arg_parser(__doc__)
     args = ap.parse_args()
     repeats = args.repeats or (2 if args.quick else 5)
     a_shape = (256, 256, 64) if args.quick else (1024, 1024, 128)

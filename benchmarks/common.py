@@ -530,3 +530,13 @@ def _json_default(o: Any) -> Any:
     if dataclasses.is_dataclass(o):
         return dataclasses.asdict(o)
     return str(o)
+
+
+def arg_parser(doc: str | None):
+    """The options every benchmark takes: ``--quick`` and ``--repeats``."""
+    import argparse
+
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="small data, few repeats: a smoke test")
+    ap.add_argument("--repeats", type=int, default=None, help="timed repetitions")
+    return ap

@@ -15,6 +15,18 @@ static int valid_bits(uint32_t b) {
     return b == 0 || b == 1 || b == 2 || b == 4 || b == 8 || b == 16 || b == 32;
 }
 
+/* locate channel c of an nc-channel chunk of nwords words: *ch and *clen, or an error message */
+static const char *channel(const uint32_t *w, Py_ssize_t nwords, Py_ssize_t nc, Py_ssize_t c, Py_ssize_t nblocks,
+                           const uint32_t **ch, Py_ssize_t *clen) {
+    if (nwords < nc) return "chunk shorter than its channel table";
+    Py_ssize_t base = w[c], end = (c + 1 < nc) ? (Py_ssize_t)w[c + 1] : nwords;
+    if (base < nc || end > nwords || end < base) return "channel offsets out of range";
+    *clen = end - base;
+    if (*clen < 2 * nblocks) return "channel too short for its block headers";
+    *ch = w + base;
+    return NULL;
+}
+
 /* returns NULL on success, else a static message */
 static const char *decode(const uint32_t *w, Py_ssize_t nwords, int itemsize,
                           const Py_ssize_t *shape, Py_ssize_t nc_chunk, const Py_ssize_t *blk,
@@ -25,15 +37,12 @@ static const char *decode(const uint32_t *w, Py_ssize_t nwords, int itemsize,
     Py_ssize_t gz = (shape[2] + blk[2] - 1) / blk[2];
     Py_ssize_t nblocks = gx * gy * gz;
     Py_ssize_t wpv = itemsize / 4;
-    if (nwords < nc_chunk) return "chunk shorter than its channel table";
     for (Py_ssize_t k = 0; k < ncout; k++) {
         Py_ssize_t c = c0 + k * cstep;
-        Py_ssize_t base = w[c];
-        Py_ssize_t end = (c + 1 < nc_chunk) ? (Py_ssize_t)w[c + 1] : nwords;
-        if (base < nc_chunk || end > nwords || end < base) return "channel offsets out of range";
-        Py_ssize_t clen = end - base;
-        if (clen < 2 * nblocks) return "channel too short for its block headers";
-        const uint32_t *ch = w + base;
+        const uint32_t *ch;
+        Py_ssize_t clen;
+        const char *err = channel(w, nwords, nc_chunk, c, nblocks, &ch, &clen);
+        if (err) return err;
         for (Py_ssize_t z = lo[2]; z < hi[2]; z++) {
             Py_ssize_t bz = z / blk[2], iz = z - bz * blk[2];
             for (Py_ssize_t y = lo[1]; y < hi[1]; y++) {
@@ -82,13 +91,11 @@ static const char *points(const uint32_t *w, Py_ssize_t nwords, int itemsize, co
     Py_ssize_t gx = (shape[0] + blk[0] - 1) / blk[0], gy = (shape[1] + blk[1] - 1) / blk[1];
     Py_ssize_t gz = (shape[2] + blk[2] - 1) / blk[2];
     Py_ssize_t nblocks = gx * gy * gz, wpv = itemsize / 4;
-    if (nwords < nc) return "chunk shorter than its channel table";
     for (Py_ssize_t c = 0; c < nc; c++) {
-        Py_ssize_t base = w[c], end = (c + 1 < nc) ? (Py_ssize_t)w[c + 1] : nwords;
-        if (base < nc || end > nwords || end < base) return "channel offsets out of range";
-        Py_ssize_t clen = end - base;
-        if (clen < 2 * nblocks) return "channel too short for its block headers";
-        const uint32_t *ch = w + base;
+        const uint32_t *ch;
+        Py_ssize_t clen;
+        const char *err = channel(w, nwords, nc, c, nblocks, &ch, &clen);
+        if (err) return err;
         for (Py_ssize_t i = 0; i < n; i++) {
             int64_t x = xyz[3 * i], y = xyz[3 * i + 1], z = xyz[3 * i + 2];
             if (x < 0 || y < 0 || z < 0 || x >= shape[0] || y >= shape[1] || z >= shape[2]) return "point outside the chunk";
