@@ -98,6 +98,7 @@ class LRUStore(Store):
         self.lru = lru
         self.default_parallel = inner.default_parallel
         self.latency_bound = inner.latency_bound
+        self.streams = inner.streams
         self._ns = (namespace if namespace is not None else str(inner.url)) + "/"
 
     def get(self, key: str, byte_range: ByteRange | None = None) -> bytes | None:
@@ -131,6 +132,20 @@ class LRUStore(Store):
                     self.lru.put(self._ns + k, v)
             out.update(fetched)
         return out
+
+    def iter_get(self, keys: Iterable[str]) -> Iterator[tuple[str, bytes | None]]:
+        """Cached chunks first, then the rest as the inner store delivers them."""
+        missing = []
+        for key in keys:
+            data = self.lru.get(self._ns + key)
+            if data is None:
+                missing.append(key)
+            else:
+                yield key, data
+        for key, data in self.inner.iter_get(missing):
+            if data is not None:
+                self.lru.put(self._ns + key, data)
+            yield key, data
 
     def put_many(self, items: Mapping[str, bytes | None], *, content_type: str | None = None,
                  content_encoding: str | None = None) -> None:

@@ -146,6 +146,7 @@ class DiskCacheStore(Store):
         self.cache = cache
         self.default_parallel = inner.default_parallel
         self.latency_bound = inner.latency_bound
+        self.streams = inner.streams
         self.dir = cache.dir_for(inner.url)
 
     def _file(self, key: str) -> str:
@@ -154,17 +155,12 @@ class DiskCacheStore(Store):
     def get(self, key: str, byte_range: ByteRange | None = None) -> bytes | None:
         if byte_range is not None:
             return self.inner.get(key, byte_range)
-        path = self._file(key)
-        try:
-            with open(path, "rb") as f:
-                data = f.read()
-            self.cache.touch(path)
+        data = self._read_cached(key)
+        if data is not None:
             return data
-        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
-            pass
         data = self.inner.get(key)
         if data is not None:  # a missing chunk is not remembered: it may be written later
-            self.cache.store(path, data)
+            self.cache.store(self._file(key), data)
         return data
 
     def put(self, key: str, data: bytes, *, content_type: str | None = None, content_encoding: str | None = None) -> None:
@@ -174,17 +170,23 @@ class DiskCacheStore(Store):
         else:
             self.cache.forget(self._file(key))  # it holds decoded bytes; let the next read refill it
 
+    def _read_cached(self, key: str) -> bytes | None:
+        path = self._file(key)
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            return None
+        self.cache.touch(path)
+        return data
+
     def get_many(self, keys: "Iterable[str]", executor: object = None) -> dict[str, bytes | None]:
         """Chunks on disk are read from disk; the rest in one batch from the inner store."""
         out: dict[str, bytes | None] = {}
         missing = []
         for key in keys:
-            path = self._file(key)
-            try:
-                with open(path, "rb") as f:
-                    out[key] = f.read()
-                self.cache.touch(path)
-            except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            data = out[key] = self._read_cached(key)
+            if data is None:
                 missing.append(key)
         if missing:
             fetched = self.inner.get_many(missing, executor)  # type: ignore[arg-type]
@@ -193,6 +195,20 @@ class DiskCacheStore(Store):
                     self.cache.store(self._file(k), v)
             out.update(fetched)
         return out
+
+    def iter_get(self, keys: "Iterable[str]") -> Iterator[tuple[str, bytes | None]]:
+        """Chunks on disk first, then the rest as the inner store delivers them (and kept)."""
+        missing = []
+        for key in keys:
+            data = self._read_cached(key)
+            if data is None:
+                missing.append(key)
+            else:
+                yield key, data
+        for key, data in self.inner.iter_get(missing):
+            if data is not None:
+                self.cache.store(self._file(key), data)
+            yield key, data
 
     def put_many(self, items: Mapping[str, bytes | None], *, content_type: str | None = None,
                  content_encoding: str | None = None) -> None:

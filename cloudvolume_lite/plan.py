@@ -100,11 +100,11 @@ def run_workers(executor: Executor, fn: Callable[[T], object], items: Iterable[T
 
     def loop() -> None:
         while not errors:
-            with lock:
-                item = next(it, _DONE)
-            if item is _DONE:
-                return
             try:
+                with lock:  # the iterator may do work too (a streaming store fetches in next())
+                    item = next(it, _DONE)
+                if item is _DONE:
+                    return
                 fn(item)  # type: ignore[arg-type]
             except BaseException as e:  # noqa: BLE001 - re-raised in the caller below
                 errors.append(e)

@@ -328,6 +328,15 @@ class Volume:
             groups = _shard_batches(scale, list(plan_pastes(scale, req)))
             with tracked(batch, len(groups), "cvl read (shards)", self._progress()) as fn:
                 self._run(store, fn, groups, n)
+        elif store.streams and n > 1:
+            # one thread at a time drives the requests in flight; the others paste what arrived
+            todo = {scale.chunk_name(p.cell): p for p in plan_pastes(scale, req)}
+            stream = store.iter_get(list(todo))
+            try:
+                with tracked(lambda item: paste(todo[item[0]], item[1]), n, "cvl read", self._progress()) as fn:
+                    run_workers(self._executor_for_io(), fn, stream, min(self.parallel, os.cpu_count() or 2))
+            finally:
+                stream.close()
         else:
             with tracked(one, n, "cvl read", self._progress()) as fn:
                 self._run(store, fn, plan_pastes(scale, req), n)

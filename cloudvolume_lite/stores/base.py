@@ -37,6 +37,9 @@ class Store(ABC):
     #: True when a request waits on a network: worth many in flight. Local stores are CPU-bound,
     #: so the Volume runs about one worker per core on them.
     latency_bound: bool = True
+    #: True when :meth:`iter_get` keeps many requests in flight from the calling thread, so a
+    #: reader should drive it from a few threads rather than give each request a thread.
+    streams: bool = False
 
     def __init__(self, url: StoreURL):
         self.url = url
@@ -88,6 +91,15 @@ class Store(ABC):
         if executor is None or len(keys) < 2:
             return {k: self.get(k) for k in keys}
         return dict(zip(keys, executor.map(self.get, keys)))
+
+    def iter_get(self, keys: Iterable[str]) -> Iterator[tuple[str, bytes | None]]:
+        """``(key, get(key))`` for each key, in the order they arrive (not necessarily ``keys``'s).
+
+        The default gets one at a time. Streaming stores (``streams``) keep many requests in
+        flight; ``next`` is then safe from one thread at a time, not several at once.
+        """
+        for key in keys:
+            yield key, self.get(key)
 
     def put_many(self, items: Mapping[str, bytes | None], *, content_type: str | None = None,
                  content_encoding: str | None = None) -> None:

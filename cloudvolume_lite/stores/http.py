@@ -19,7 +19,9 @@
 from __future__ import annotations
 
 import os
-from typing import Any, Iterator, Sequence
+import ssl
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from typing import Any, Iterable, Iterator, Sequence
 from urllib.parse import quote, unquote
 
 import requests
@@ -28,6 +30,7 @@ import urllib3
 from .. import compression
 from ..errors import RequestError, UnsupportedEncodingError
 from .base import ByteRange, Store, check_key
+from .http_fetch import Fetcher, Reply
 from .retry import RetryPolicy, SharedClient, Transient, check_span, get_ranges_coalesced, is_retryable_status, \
     parse_retry_after, status_error
 from .retry import short as _short
@@ -83,6 +86,19 @@ class _Pool:
         # the proxy environment is read once, for this host (HTTP(S)_PROXY, NO_PROXY)
         proxy = requests.utils.get_environ_proxies(base_url).get(netloc.scheme or "http")
         self.pm = urllib3.ProxyManager(proxy, **kw) if proxy else urllib3.PoolManager(**kw)
+        self.width = parallel
+        # batches of chunks go through the one-thread fetcher; through a proxy, the pool only
+        self.fetcher: Fetcher | None = None
+        if not proxy and netloc.scheme in ("http", "https") and netloc.host:
+            tls = ssl.create_default_context(cafile=bundle) if netloc.scheme == "https" else None
+            self.fetcher = Fetcher(netloc.scheme, netloc.host.strip("[]"), netloc.port, headers, timeout, tls)
+        self._slow: ThreadPoolExecutor | None = None
+
+    def slow_lane(self) -> ThreadPoolExecutor:
+        """Threads for the requests the fetcher hands back (retries, redirects, odd framing)."""
+        if self._slow is None:
+            self._slow = ThreadPoolExecutor(min(8, self.width), thread_name_prefix="cvl-http-retry")
+        return self._slow
 
     def request(self, method: str, url: str, headers: dict[str, str]) -> _Response:
         r = self.pm.request(method, url, headers={**self.headers, **headers}, preload_content=False,
@@ -91,6 +107,10 @@ class _Pool:
 
     def close(self) -> None:
         self.pm.clear()
+        if self.fetcher is not None:
+            self.fetcher.close()
+        if self._slow is not None:
+            self._slow.shutdown(wait=False, cancel_futures=True)
 
 
 def _check_secrets(secrets: Any) -> dict[str, Any]:
@@ -108,6 +128,7 @@ class HTTPStore(Store):
     """Objects under an HTTP(S) URL; read-only (see the module docstring)."""
 
     default_parallel = 32
+    streams = True
 
     def __init__(self, url: StoreURL, *, secrets: Any = None, parallel: int | None = None,
                  retry: RetryPolicy | None = None, _client: SharedClient[_Pool] | None = None):
@@ -123,9 +144,12 @@ class HTTPStore(Store):
         self._public_netloc = url.netloc.rpartition("@")[2]
 
     # -- addresses -----------------------------------------------------------------------------
-    def _key_url(self, key: str) -> str:
+    def _key_path(self, key: str) -> str:
         path = f"{self.url.path}/{check_key(key)}" if self.url.path else check_key(key)
-        return f"{self.url.scheme}://{self.url.netloc}/{quote(path.strip('/'), safe=_SAFE)}"
+        return "/" + quote(path.strip("/"), safe=_SAFE)
+
+    def _key_url(self, key: str) -> str:
+        return f"{self.url.scheme}://{self.url.netloc}{self._key_path(key)}"
 
     def _public(self, key: str) -> str:
         path = f"{self.url.path}/{key}".strip("/") if self.url.path else key
@@ -176,11 +200,44 @@ class HTTPStore(Store):
         if not 200 <= r.status_code < 300 or r.status_code == 206:
             r.close()
             raise status_error(what, r.status_code, r.reason)
-        data = self._body(r)
+        return self._decoded(key, self._body(r), r.headers.get("Content-Encoding", ""))
+
+    def _decoded(self, key: str, data: bytes | bytearray, encodings: str) -> bytes:
         # "gzip, br" means gzip was applied first: undo in reverse order
-        for enc in reversed([e for e in r.headers.get("Content-Encoding", "").split(",") if e.strip()]):
+        for enc in reversed([e.strip() for e in encodings.split(",") if e.strip()]):
             data = compression.decompress(data, enc, self._public(key))
-        return data
+        # immutable, so no decoded view can ever write into what a cache keeps
+        return data if isinstance(data, bytes) else bytes(data)
+
+    def iter_get(self, keys: Iterable[str]) -> Iterator[tuple[str, bytes | None]]:
+        """Whole objects, ``parallel`` requests in flight from the calling thread (see
+        ``http_fetch.py``). What the fetcher cannot finish plainly (a failure, a 5xx, a
+        redirect, chunked framing) is done again by :meth:`get`, retries and all, on a few
+        threads; its errors are raised here."""
+        keys = list(keys)
+        pool = self._client.get()
+        if pool.fetcher is None or len(keys) < 2:
+            yield from super().iter_get(keys)
+            return
+        headers = {"Accept-Encoding": ACCEPT_ENCODING}
+        slow: dict[Future, str] = {}
+        try:
+            for key, answer in pool.fetcher.fetch(((k, self._key_path(k), headers) for k in keys), pool.width):
+                if isinstance(answer, Reply) and answer.status == 200:
+                    yield key, self._decoded(key, answer.body, answer.headers.get("content-encoding", ""))
+                elif isinstance(answer, Reply) and answer.status in (404, 410):
+                    yield key, None
+                else:
+                    slow[pool.slow_lane().submit(self.get, key)] = key
+                for f in [f for f in slow if f.done()]:
+                    yield slow.pop(f), f.result()
+            while slow:
+                done, _ = wait(slow, return_when="FIRST_COMPLETED")
+                for f in done:
+                    yield slow.pop(f), f.result()
+        finally:
+            for f in slow:
+                f.cancel()
 
     def _get_range(self, key: str, start: int, end: int, what: str) -> bytes | None:
         r = self._send("GET", key, {"Range": f"bytes={start}-{end - 1}", "Accept-Encoding": "identity"})
