@@ -54,6 +54,7 @@ class RequestLog:
     lock: threading.Lock = field(default_factory=threading.Lock)
     entries: list[tuple[str, str, str | None]] = field(default_factory=list)  # (method, path, Range)
     faults: int = 0
+    peers: set[tuple[str, int]] = field(default_factory=set)  # client addresses: one per connection
 
     def count(self, method: str | None = None, path_suffix: str = "") -> int:
         with self.lock:
@@ -100,6 +101,7 @@ class RangeHTTPServer(ThreadingHTTPServer):
     def process_request(self, request, client_address) -> None:  # noqa: ANN001
         with self.log.lock:
             self._conns.add(request)
+            self.log.peers.add(client_address)
         super().process_request(request, client_address)
 
     def shutdown_request(self, request) -> None:  # noqa: ANN001
@@ -117,6 +119,17 @@ class RangeHTTPServer(ThreadingHTTPServer):
         with self.log.lock:
             self.log.entries.clear()
             self.log.faults = 0
+            self.log.peers.clear()
+
+    def drop_connections(self) -> None:
+        """Close every open connection, as a server does with idle keep-alive ones."""
+        with self.log.lock:
+            open_conns = list(self._conns)
+        for conn in open_conns:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
     def pick_fault(self, method: str, path: str, rng: str | None) -> str | None:
         """Record the request; say whether (and how) to fail it."""

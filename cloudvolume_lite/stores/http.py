@@ -38,6 +38,10 @@ from .url import StoreURL
 
 #: every encoding compression.decompress understands (brotli and zstandard are dependencies)
 ACCEPT_ENCODING = "gzip, br, zstd"
+#: urllib3 follows redirects only through its own retry object; every other failure is left
+#: to RetryPolicy (total=0 for connect/read/status means "raise at once")
+_FOLLOW_REDIRECTS = urllib3.Retry(total=None, connect=0, read=0, status=0, other=0, redirect=10,
+                                  raise_on_redirect=True, raise_on_status=False)
 #: characters left as they are in a URL path (a "%" keeps escapes the user already wrote)
 _SAFE = "/:@!$&'()*+,;=-._~%"
 
@@ -102,7 +106,7 @@ class _Pool:
 
     def request(self, method: str, url: str, headers: dict[str, str]) -> _Response:
         r = self.pm.request(method, url, headers={**self.headers, **headers}, preload_content=False,
-                            decode_content=False, redirect=True)
+                            decode_content=False, retries=_FOLLOW_REDIRECTS)
         return _Response(r)
 
     def close(self) -> None:
@@ -127,7 +131,7 @@ def _check_secrets(secrets: Any) -> dict[str, Any]:
 class HTTPStore(Store):
     """Objects under an HTTP(S) URL; read-only (see the module docstring)."""
 
-    default_parallel = 32
+    default_parallel = 64
     streams = True
 
     def __init__(self, url: StoreURL, *, secrets: Any = None, parallel: int | None = None,
@@ -163,6 +167,10 @@ class HTTPStore(Store):
         """Send a request; raise :class:`Transient` for what a retry may fix."""
         try:
             r = self._client.get().request(method, self._key_url(key), headers)
+        except urllib3.exceptions.MaxRetryError as e:
+            if e.reason is None or "redirect" in str(e.reason).lower():
+                raise RequestError(f"GET {self._public(key)}: too many redirects") from None
+            raise Transient(f"{type(e.reason).__name__}: {_short(e.reason)}") from None
         except (urllib3.exceptions.HTTPError, ConnectionError, TimeoutError) as e:
             raise Transient(f"{type(e).__name__}: {_short(e)}") from None
         if is_retryable_status(r.status_code):
