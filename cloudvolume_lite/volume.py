@@ -85,6 +85,7 @@ class Volume:
         if self.parallel < 1:
             raise RequestError(f"parallel must be >= 1, got {parallel}")
         self._executor: ThreadPoolExecutor | None = None
+        self._pid = os.getpid()
         self._outer: ThreadPoolExecutor | None = None
         self._scale_stores: dict[int, Store] = {}
         self._info = info if info is not None else self._read_info()
@@ -127,15 +128,23 @@ class Volume:
         """The store holding ``info`` (the volume's root)."""
         return self._store
 
+    def _forked(self) -> bool:
+        """True once in a forked child (a DataLoader worker, say): the parent's pools have no
+        threads here, so new ones are made (the parent's are left alone, not shut down)."""
+        if self._pid == os.getpid():
+            return False
+        self._pid, self._executor, self._outer = os.getpid(), None, None
+        return True
+
     def _executor_for_io(self) -> ThreadPoolExecutor:
-        if self._executor is None:
+        if self._executor is None or self._forked():
             self._executor = ThreadPoolExecutor(self.parallel, thread_name_prefix="cvl")
         return self._executor
 
     def _orchestrator(self) -> ThreadPoolExecutor:
         """A second, small pool for tasks that themselves read or write through the I/O pool
         (downsampling, region loading); running them on the I/O pool could deadlock it."""
-        if self._outer is None:
+        if self._outer is None or self._forked():
             self._outer = ThreadPoolExecutor(max(2, min(4, self.parallel)), thread_name_prefix="cvl-outer")
         return self._outer
 

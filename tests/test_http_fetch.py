@@ -302,3 +302,36 @@ def test_https_store_registry_passes_the_retry_policy(https_server: tuple[RangeH
     reg = StoreRegistry().with_scheme("https", partial(HTTPStore, retry=FAST))
     store = reg.open(f"https://{LOOPBACK}:{srv.server_address[1]}")
     assert dict(store.iter_get(["a", "b"])) == {"a": b"abc", "b": None}
+
+
+def test_forked_children_open_their_own_connections(faulty_http_server: RangeHTTPServer) -> None:
+    """A Volume made before a fork (a DataLoader worker, say) reads exactly in the children
+    while the parent reads too: nobody shares a kept-alive socket or a dead thread pool."""
+    import multiprocessing
+
+    truth = np.random.default_rng(4).integers(0, 2**16, (48, 40, 24, 1), dtype=np.uint16)
+    with cvl.Volume.create(f"file://{faulty_http_server.root}/fork", data_type="uint16", layer_type="image",
+                           size=truth.shape[:3], chunk_size=(16, 16, 8), resolution=(1, 1, 1)) as w:
+        w[...] = truth
+    vol = cvl.Volume(f"{faulty_http_server.url}/fork", parallel=4)
+    assert np.array_equal(vol[...], truth)  # the parent now holds idle connections and threads
+    ctx = multiprocessing.get_context("fork")
+    results = ctx.Queue()
+
+    def child() -> None:
+        results.put(all(np.array_equal(vol[...], truth) for _ in range(4)))
+
+    procs = [ctx.Process(target=child) for _ in range(2)]
+    for p in procs:
+        p.start()
+    try:
+        for _ in range(4):
+            assert np.array_equal(vol[...], truth)
+        assert [results.get(timeout=30) for _ in procs] == [True, True]  # a child that hangs fails here
+        for p in procs:
+            p.join(timeout=10)
+            assert p.exitcode == 0
+    finally:
+        for p in procs:
+            p.kill()
+        vol.close()

@@ -95,6 +95,7 @@ class Fetcher:
         host_header = f"[{host}]" if ":" in host else host
         self._fixed = {"Host": host_header if default_port else f"{host_header}:{self.port}", **headers}
         self._idle: list[socket.socket] = []
+        self._addr: tuple[float, tuple] | None = None  # (when resolved, getaddrinfo entry)
         self._lock = threading.Lock()
         self._max_idle = 256
 
@@ -112,7 +113,7 @@ class Fetcher:
 
     def _open(self) -> _Conn:
         """Start a non-blocking connect (name resolution blocks, briefly, as everywhere)."""
-        family, kind, proto, _, addr = socket.getaddrinfo(self.host, self.port, type=socket.SOCK_STREAM)[0]
+        family, kind, proto, _, addr = self._resolve()
         sock = socket.socket(family, kind, proto)
         sock.setblocking(False)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # requests are one small write
@@ -121,6 +122,13 @@ class Fetcher:
             sock.close()
             raise OSError(err, f"connect to {self.host}:{self.port}: {errno.errorcode.get(err, err)}")
         return _Conn(sock, False, "connect")
+
+    def _resolve(self) -> tuple:
+        """The server's address, looked up at most once a minute (not once per connection)."""
+        now = time.monotonic()
+        if self._addr is None or now - self._addr[0] > 60:
+            self._addr = (now, socket.getaddrinfo(self.host, self.port, type=socket.SOCK_STREAM)[0])
+        return self._addr[1]
 
     def close(self) -> None:
         with self._lock:

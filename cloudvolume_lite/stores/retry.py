@@ -10,6 +10,7 @@ retries so that this is the only policy in force (no retries multiplied by retri
 
 from __future__ import annotations
 
+import os
 import random
 import threading
 import time
@@ -115,7 +116,8 @@ class SharedClient(Generic[T]):
     """One client (session, SDK client) for a store and every child of it.
 
     Made on first use, so opening a store costs no request; ``close()`` drops it and the next
-    request makes a new one, so a closed Volume can still be used.
+    request makes a new one, so a closed Volume can still be used. A forked child makes its own:
+    sharing the parent's kept-alive connections would mix two processes' answers on one socket.
     """
 
     def __init__(self, make: Callable[[], T], close: Callable[[T], None]):
@@ -123,11 +125,14 @@ class SharedClient(Generic[T]):
         self._close = close
         self._lock = threading.Lock()
         self._client: T | None = None
+        self._pid = os.getpid()
 
     def get(self) -> T:
         client = self._client
-        if client is None:
+        if client is None or self._pid != os.getpid():
             with self._lock:
+                if self._pid != os.getpid():  # the parent's client is the parent's: leave it be
+                    self._client, self._pid = None, os.getpid()
                 if self._client is None:
                     self._client = self._make()
                 client = self._client
