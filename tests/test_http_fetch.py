@@ -34,10 +34,10 @@ def blob(n: int, seed: int) -> bytes:
     return np.random.default_rng(seed).integers(0, 256, n, dtype=np.uint8).tobytes()
 
 
-def fetch_all(fetcher: Fetcher, paths: list[str], width: int) -> dict[str, Reply | Failure]:
+def fetch_all(fetcher: Fetcher, paths: list[str]) -> dict[str, Reply | Failure]:
     """Every answer, bodies copied (a body buffer is reused once the next answer is asked for)."""
     out: dict[str, Reply | Failure] = {}
-    for tag, ans in fetcher.fetch(((p, p, {}) for p in paths), width):
+    for tag, ans in fetcher.fetch((p, p, {}) for p in paths):
         assert tag not in out
         if isinstance(ans, Reply):
             ans = Reply(ans.status, ans.reason, dict(ans.headers), bytes(ans.body))
@@ -58,9 +58,9 @@ def files(tmp_path: Path) -> dict[str, bytes]:
 
 
 def test_fetcher_reads_every_size_exactly(faulty_http_server: RangeHTTPServer, files: dict[str, bytes]) -> None:
-    f = Fetcher("http", LOOPBACK, faulty_http_server.server_address[1], {}, (2, 5))
     for width in (1, 4, 64):
-        got = fetch_all(f, [*files, "/absent"], width)
+        f = Fetcher("http", LOOPBACK, faulty_http_server.server_address[1], {}, (2, 5), limit=width)
+        got = fetch_all(f, [*files, "/absent"])
         assert {p: r.body for p, r in got.items() if p != "/absent"} == files  # type: ignore[union-attr]
         assert all(r.status == 200 for p, r in got.items() if p != "/absent")  # type: ignore[union-attr]
         assert got["/absent"].status == 404  # type: ignore[union-attr]
@@ -76,6 +76,12 @@ def test_fetcher_never_opens_more_than_width(faulty_http_server: RangeHTTPServer
     assert got == {p[1:]: d for p, d in files.items()}
     assert 1 <= len(faulty_http_server.log.peers) <= 3
     assert faulty_http_server.log.count("GET") == len(keys)
+    # four threads reading at once share the same three requests in flight
+    faulty_http_server.reset_log()
+    with ThreadPoolExecutor(4) as ex:
+        results = list(ex.map(lambda _: dict(store.iter_get(keys)), range(4)))
+    assert all(r == got for r in results)
+    assert len(faulty_http_server.log.peers) <= 3
 
 
 def test_connections_the_server_closed_are_replaced(faulty_http_server: RangeHTTPServer, files: dict[str, bytes]) -> None:
@@ -122,8 +128,8 @@ def test_refused_connections_give_a_named_error() -> None:
     with socket.socket() as s:
         s.bind((LOOPBACK, 0))
         port = s.getsockname()[1]  # nobody listens here once closed
-    f = Fetcher("http", LOOPBACK, port, {}, (1, 1))
-    got = fetch_all(f, ["/a", "/b"], 2)
+    f = Fetcher("http", LOOPBACK, port, {}, (1, 1), limit=2)
+    got = fetch_all(f, ["/a", "/b"])
     assert all(isinstance(r, Failure) and "refused" in r.reason.lower() for r in got.values())
     store = HTTPStore(parse_url(f"http://{LOOPBACK}:{port}/v"), retry=FAST)
     with pytest.raises(StoreError, match=rf"GET http://127\.0\.0\.1:{port}/v/[ab] failed.*after 3 attempts"):
@@ -221,8 +227,8 @@ def test_unusual_answers_still_read_exactly(scripted: ScriptedServer) -> None:
 
 
 def test_fetcher_hands_back_what_it_does_not_frame(scripted: ScriptedServer) -> None:
-    f = Fetcher("http", LOOPBACK, scripted.port, {}, (1, 0.3))
-    got = fetch_all(f, ["/plain/1", "/chunked/1", "/http10/1", "/close/1", "/redirect/1", "/stall/1"], 6)
+    f = Fetcher("http", LOOPBACK, scripted.port, {}, (1, 0.3), limit=6)
+    got = fetch_all(f, ["/plain/1", "/chunked/1", "/http10/1", "/close/1", "/redirect/1", "/stall/1"])
     assert got["/plain/1"].body == got["/close/1"].body == blob(5001, 1)  # type: ignore[union-attr]
     assert got["/redirect/1"].status == 302  # type: ignore[union-attr]
     assert "Content-Length" in got["/chunked/1"].reason and "Content-Length" in got["/http10/1"].reason  # type: ignore[union-attr]

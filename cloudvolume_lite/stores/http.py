@@ -95,7 +95,7 @@ class _Pool:
         self.fetcher: Fetcher | None = None
         if not proxy and netloc.scheme in ("http", "https") and netloc.host:
             tls = ssl.create_default_context(cafile=bundle) if netloc.scheme == "https" else None
-            self.fetcher = Fetcher(netloc.scheme, netloc.host.strip("[]"), netloc.port, headers, timeout, tls)
+            self.fetcher = Fetcher(netloc.scheme, netloc.host.strip("[]"), netloc.port, headers, timeout, tls, parallel)
         self._slow: ThreadPoolExecutor | None = None
 
     def slow_lane(self) -> ThreadPoolExecutor:
@@ -230,7 +230,7 @@ class HTTPStore(Store):
         headers = {"Accept-Encoding": ACCEPT_ENCODING}
         slow: dict[Future, str] = {}
         try:
-            for key, answer in pool.fetcher.fetch(((k, self._key_path(k), headers) for k in keys), pool.width):
+            for key, answer in pool.fetcher.fetch((k, self._key_path(k), headers) for k in keys):
                 if isinstance(answer, Reply) and answer.status == 200:
                     yield key, self._decoded(key, answer.body, answer.headers.get("content-encoding", ""))
                 elif isinstance(answer, Reply) and answer.status in (404, 410):

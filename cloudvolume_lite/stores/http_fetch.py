@@ -80,11 +80,12 @@ class Fetcher:
     """GETs against one origin (``scheme://host:port``), driven by the thread that iterates.
 
     ``headers`` go with every request; ``timeout`` is (connect, read) in seconds, the read
-    timeout being the longest silence allowed while a request is outstanding.
+    timeout being the longest silence allowed while a request is outstanding. At most ``limit``
+    requests are in flight across all the calls of all threads (and as many connections kept).
     """
 
     def __init__(self, scheme: str, host: str, port: int | None, headers: dict[str, str],
-                 timeout: tuple[float, float], ssl_context: ssl.SSLContext | None = None):
+                 timeout: tuple[float, float], ssl_context: ssl.SSLContext | None = None, limit: int = 64):
         if scheme not in ("http", "https"):
             raise ValueError(f"Fetcher speaks http and https, not {scheme!r}")
         self.scheme, self.host = scheme, host
@@ -97,7 +98,8 @@ class Fetcher:
         self._idle: list[socket.socket] = []
         self._addr: tuple[float, tuple] | None = None  # (when resolved, getaddrinfo entry)
         self._lock = threading.Lock()
-        self._max_idle = 256
+        self._max_idle = max(1, limit)
+        self._slots = threading.BoundedSemaphore(max(1, limit))
 
     # -- connections ---------------------------------------------------------------------------
     def _take_idle(self) -> socket.socket | None:
@@ -137,9 +139,9 @@ class Fetcher:
             s.close()
 
     # -- the loop ------------------------------------------------------------------------------
-    def fetch(self, requests: Iterable[tuple[object, str, dict[str, str]]], width: int) -> Iterator[tuple[object, Reply | Failure]]:
-        """GET each ``(tag, path, headers)`` with up to ``width`` in flight; yield
-        ``(tag, Reply | Failure)`` as each finishes, in no particular order.
+    def fetch(self, requests: Iterable[tuple[object, str, dict[str, str]]]) -> Iterator[tuple[object, Reply | Failure]]:
+        """GET each ``(tag, path, headers)``, keeping as many in flight as the limit allows;
+        yield ``(tag, Reply | Failure)`` as each finishes, in no particular order.
 
         A reply's body is only valid until the next item is asked for: its buffer is then
         reused, so copy what you keep. Closing the generator early closes the busy connections.
@@ -149,34 +151,39 @@ class Fetcher:
         sel = selectors.DefaultSelector()
         busy: set[_Conn] = set()
         done: list[_Conn] = []
+
+        def finish(conn: _Conn) -> None:
+            busy.discard(conn)
+            done.append(conn)
+            self._slots.release()
+
         try:
             while todo or busy:
-                while todo and len(busy) < max(1, width):
+                # another call may hold every slot: wait for one only when there is nothing to do
+                while todo and self._slots.acquire(blocking=not busy and not done):
                     tag, path, headers = todo.popleft()
                     conn = self._connection()
                     if isinstance(conn, Failure):
+                        self._slots.release()
                         yield tag, conn
                         continue
                     self._start(conn, tag, path, headers, spare)
                     busy.add(conn)
                     self._advance(conn, sel)
                     if conn.result is not None:
-                        busy.discard(conn)
-                        done.append(conn)
+                        finish(conn)
                 if busy and not done:
                     wait = max(0.0, min(c.deadline for c in busy) - time.monotonic())
                     for key, _ in sel.select(wait):
                         conn = key.data
                         self._advance(conn, sel)
                         if conn.result is not None:
-                            busy.discard(conn)
-                            done.append(conn)
+                            finish(conn)
                     now = time.monotonic()
                     for conn in [c for c in busy if c.deadline <= now]:
                         self._close(conn, sel)
                         conn.result = Failure(f"no answer within {self._limit(conn):g} s (while in {conn.state})")
-                        busy.discard(conn)
-                        done.append(conn)
+                        finish(conn)
                 finished, done = done, []
                 for conn in finished:
                     if isinstance(conn.result, Failure) and conn.result.reason == _STALE:
@@ -189,6 +196,7 @@ class Fetcher:
         finally:
             for conn in busy:
                 self._close(conn, sel)
+                self._slots.release()
             sel.close()
 
     def _connection(self) -> _Conn | Failure:
