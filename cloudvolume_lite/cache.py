@@ -133,7 +133,7 @@ class LRUStore(Store):
             out.update(fetched)
         return out
 
-    def iter_get(self, keys: Iterable[str]) -> Iterator[tuple[str, bytes | None]]:
+    def iter_get(self, keys: Iterable[str], expected_bytes: int | None = None) -> Iterator[tuple[str, bytes | None]]:
         """Cached chunks first, then the rest as the inner store delivers them."""
         missing = []
         for key in keys:
@@ -142,7 +142,7 @@ class LRUStore(Store):
                 missing.append(key)
             else:
                 yield key, data
-        for key, data in self.inner.iter_get(missing):
+        for key, data in self.inner.iter_get(missing, expected_bytes):
             if data is not None:
                 self.lru.put(self._ns + key, data)
             yield key, data

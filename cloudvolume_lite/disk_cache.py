@@ -196,7 +196,7 @@ class DiskCacheStore(Store):
             out.update(fetched)
         return out
 
-    def iter_get(self, keys: "Iterable[str]") -> Iterator[tuple[str, bytes | None]]:
+    def iter_get(self, keys: "Iterable[str]", expected_bytes: int | None = None) -> Iterator[tuple[str, bytes | None]]:
         """Chunks on disk first, then the rest as the inner store delivers them (and kept)."""
         missing = []
         for key in keys:
@@ -205,7 +205,7 @@ class DiskCacheStore(Store):
                 missing.append(key)
             else:
                 yield key, data
-        for key, data in self.inner.iter_get(missing):
+        for key, data in self.inner.iter_get(missing, expected_bytes):
             if data is not None:
                 self.cache.store(self._file(key), data)
             yield key, data

@@ -340,7 +340,7 @@ class Volume:
         elif store.streams and n > 1:
             # one thread at a time drives the requests in flight; the others paste what arrived
             todo = {scale.chunk_name(p.cell): p for p in plan_pastes(scale, req)}
-            stream = store.iter_get(list(todo))
+            stream = store.iter_get(list(todo), int(np.prod(scale.chunk_size)) * nc * self.dtype.itemsize)
             try:
                 with tracked(lambda item: paste(todo[item[0]], item[1]), n, "cvl read", self._progress()) as fn:
                     run_workers(self._executor_for_io(), fn, stream, min(self.parallel, os.cpu_count() or 2))

@@ -341,3 +341,21 @@ def test_forked_children_open_their_own_connections(faulty_http_server: RangeHTT
         for p in procs:
             p.kill()
         vol.close()
+
+
+def test_bodies_in_flight_stay_within_the_byte_budget(faulty_http_server: RangeHTTPServer, tmp_path: Path) -> None:
+    big = {f"/b{i}": blob(300_000, i) for i in range(24)}
+    for p, d in big.items():
+        (tmp_path / p[1:]).write_bytes(d)
+    port = faulty_http_server.server_address[1]
+    faulty_http_server.set_faults(Faults(latency=0.02))  # so that requests overlap
+    for budget, expected, most in ((700_000, 300_000, 2), (700_000, None, 2), (64 * 2**20, 300_000, 16)):
+        faulty_http_server.reset_log()
+        f = Fetcher("http", LOOPBACK, port, {}, (2, 5), limit=16, max_bytes=budget)
+        got = {}
+        for tag, ans in f.fetch(((p, p, {}) for p in big), expected):
+            got[tag] = bytes(ans.body)  # type: ignore[union-attr]
+        assert got == big
+        f.close()
+        peers = len(faulty_http_server.log.peers)  # connections are reused: peers = most in flight
+        assert peers <= most and (most == 2 or peers > 8), (budget, expected, peers)

@@ -92,11 +92,12 @@ class Store(ABC):
             return {k: self.get(k) for k in keys}
         return dict(zip(keys, executor.map(self.get, keys)))
 
-    def iter_get(self, keys: Iterable[str]) -> Iterator[tuple[str, bytes | None]]:
+    def iter_get(self, keys: Iterable[str], expected_bytes: int | None = None) -> Iterator[tuple[str, bytes | None]]:
         """``(key, get(key))`` for each key, in the order they arrive (not necessarily ``keys``'s).
 
         The default gets one at a time. Streaming stores (``streams``) keep many requests in
         flight; ``next`` is then safe from one thread at a time, not several at once.
+        ``expected_bytes`` (about how big one object is) lets them bound memory from the start.
         """
         for key in keys:
             yield key, self.get(key)

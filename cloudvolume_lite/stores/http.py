@@ -131,7 +131,7 @@ def _check_secrets(secrets: Any) -> dict[str, Any]:
 class HTTPStore(Store):
     """Objects under an HTTP(S) URL; read-only (see the module docstring)."""
 
-    default_parallel = 64
+    default_parallel = 128  # no thread each (see http_fetch.py), and capped by bytes in flight
     streams = True
 
     def __init__(self, url: StoreURL, *, secrets: Any = None, parallel: int | None = None,
@@ -217,7 +217,7 @@ class HTTPStore(Store):
         # immutable, so no decoded view can ever write into what a cache keeps
         return data if isinstance(data, bytes) else bytes(data)
 
-    def iter_get(self, keys: Iterable[str]) -> Iterator[tuple[str, bytes | None]]:
+    def iter_get(self, keys: Iterable[str], expected_bytes: int | None = None) -> Iterator[tuple[str, bytes | None]]:
         """Whole objects, ``parallel`` requests in flight from the calling thread (see
         ``http_fetch.py``). What the fetcher cannot finish plainly (a failure, a 5xx, a
         redirect, chunked framing) is done again by :meth:`get`, retries and all, on a few
@@ -230,7 +230,7 @@ class HTTPStore(Store):
         headers = {"Accept-Encoding": ACCEPT_ENCODING}
         slow: dict[Future, str] = {}
         try:
-            for key, answer in pool.fetcher.fetch((k, self._key_path(k), headers) for k in keys):
+            for key, answer in pool.fetcher.fetch(((k, self._key_path(k), headers) for k in keys), expected_bytes):
                 if isinstance(answer, Reply) and answer.status == 200:
                     yield key, self._decoded(key, answer.body, answer.headers.get("content-encoding", ""))
                 elif isinstance(answer, Reply) and answer.status in (404, 410):

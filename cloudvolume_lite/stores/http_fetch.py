@@ -82,10 +82,13 @@ class Fetcher:
     ``headers`` go with every request; ``timeout`` is (connect, read) in seconds, the read
     timeout being the longest silence allowed while a request is outstanding. At most ``limit``
     requests are in flight across all the calls of all threads (and as many connections kept).
+    A call also stops adding requests once its bodies in flight would pass ``max_bytes`` (judged
+    by the bodies it has seen so far), so big chunks do not multiply memory by ``limit``.
     """
 
     def __init__(self, scheme: str, host: str, port: int | None, headers: dict[str, str],
-                 timeout: tuple[float, float], ssl_context: ssl.SSLContext | None = None, limit: int = 64):
+                 timeout: tuple[float, float], ssl_context: ssl.SSLContext | None = None, limit: int = 64,
+                 max_bytes: int = 128 * 2**20):
         if scheme not in ("http", "https"):
             raise ValueError(f"Fetcher speaks http and https, not {scheme!r}")
         self.scheme, self.host = scheme, host
@@ -100,6 +103,7 @@ class Fetcher:
         self._lock = threading.Lock()
         self._max_idle = max(1, limit)
         self._slots = threading.BoundedSemaphore(max(1, limit))
+        self.max_bytes = max_bytes
 
     # -- connections ---------------------------------------------------------------------------
     def _take_idle(self) -> socket.socket | None:
@@ -139,9 +143,11 @@ class Fetcher:
             s.close()
 
     # -- the loop ------------------------------------------------------------------------------
-    def fetch(self, requests: Iterable[tuple[object, str, dict[str, str]]]) -> Iterator[tuple[object, Reply | Failure]]:
-        """GET each ``(tag, path, headers)``, keeping as many in flight as the limit allows;
+    def fetch(self, requests: Iterable[tuple[object, str, dict[str, str]]], expected_bytes: int | None = None
+              ) -> Iterator[tuple[object, Reply | Failure]]:
+        """GET each ``(tag, path, headers)``, keeping as many in flight as the limits allow;
         yield ``(tag, Reply | Failure)`` as each finishes, in no particular order.
+        ``expected_bytes`` guesses a body's size until real ones are seen (default: 1 MiB).
 
         A reply's body is only valid until the next item is asked for: its buffer is then
         reused, so copy what you keep. Closing the generator early closes the busy connections.
@@ -151,16 +157,25 @@ class Fetcher:
         sel = selectors.DefaultSelector()
         busy: set[_Conn] = set()
         done: list[_Conn] = []
+        # answers and body bytes so far (starting from one guessed answer): what a request in
+        # flight is likely to hold
+        seen = [1, 2**20 if expected_bytes is None else max(0, int(expected_bytes))]
 
         def finish(conn: _Conn) -> None:
             busy.discard(conn)
             done.append(conn)
             self._slots.release()
+            if conn.reply is not None:
+                seen[0] += 1
+                seen[1] += len(conn.reply.body)
+
+        def room() -> bool:
+            return len(busy) < 2 or (len(busy) + 1) * seen[1] <= self.max_bytes * seen[0]
 
         try:
             while todo or busy:
                 # another call may hold every slot: wait for one only when there is nothing to do
-                while todo and self._slots.acquire(blocking=not busy and not done):
+                while todo and room() and self._slots.acquire(blocking=not busy and not done):
                     tag, path, headers = todo.popleft()
                     conn = self._connection()
                     if isinstance(conn, Failure):
