@@ -38,7 +38,7 @@ def main() -> int:
     ap = common.arg_parser(__doc__)
     ap.add_argument("--latency", type=float, default=0.02)
     ap.add_argument("--server", choices=("async", "threaded"), default="async")
-    ap.add_argument("--sweep", action="store_true", help="also try cloudvolume-lite with parallel=32 and 128")
+    ap.add_argument("--sweep", action="store_true", help="also try cloudvolume-lite with parallel=32 and 64")
     args = ap.parse_args()
     repeats = args.repeats or (2 if args.quick else 3)
     import cloudvolume_lite as cvl
@@ -67,7 +67,7 @@ def main() -> int:
         }
         if args.sweep:
             systems["cvl p32"] = lambda u: cvl.Volume(u, parallel=32)[...]
-            systems["cvl p128"] = lambda u: cvl.Volume(u, parallel=128)[...]
+            systems["cvl p64"] = lambda u: cvl.Volume(u, parallel=64)[...]
         times: dict[tuple[str, str], list[float]] = {}
         for vol, shape, _ in vols:
             truth = np.asarray(vol.truth())
