@@ -491,84 +491,9 @@ class Volume:
         codec's partial decoder where it has one (raw: by offset; compressed_segmentation:
         one block header and one table entry per point), so no chunk is decoded in full.
         """
-        m = self._mip_index(mip)
-        scale = self._info.scales[m]
-        pts = _as_points(points)
-        nc = self.num_channels
-        out = np.zeros((len(pts), nc), dtype=self.dtype)
-        lo, hi = np.asarray(scale.bounds.minpt), np.asarray(scale.bounds.maxpt)
-        inside = np.all((pts >= lo) & (pts < hi), axis=1)
-        if not inside.all():
-            if self.bounded:
-                bad = pts[~inside]
-                raise OutOfBoundsError(
-                    f"{len(bad)} of {len(pts)} points lie outside the bounds {scale.bounds} at mip {m}, "
-                    f"e.g. {bad[:3].tolist()}; drop them, or open the Volume with bounded=False to read them as 0"
-                )
-        if not inside.any():
-            return out[:, 0] if nc == 1 else out
-        codec = get_codec(scale.encoding)
-        partial = getattr(codec, "decode_points", None)
-        store = self.chunk_store(m)
-        chunk = np.asarray(scale.chunk_size)
-        grid = np.asarray(scale.grid_size)
-        idx_inside = np.flatnonzero(inside)
-        cells = (pts[idx_inside] - np.asarray(scale.voxel_offset)) // chunk
-        lin = cells[:, 0] + grid[0] * (cells[:, 1] + grid[1] * cells[:, 2])
-        order = np.argsort(lin, kind="stable")
-        uniq, starts = np.unique(lin[order], return_index=True)
-        bounds_ = np.append(starts, len(order))
+        from .points import read_points
 
-        by_range = getattr(codec, "point_ranges", None)
-
-        def missing(name: str, count: int) -> None:
-            if not self.fill_missing:
-                raise ChunkNotFoundError(
-                    f"chunk {store.url.key_url(name)} is missing (needed for {count} points at mip {m}); "
-                    "pass fill_missing=True to read missing chunks as zeros"
-                )
-
-        def one(i: int) -> None:
-            sel = idx_inside[order[bounds_[i] : bounds_[i + 1]]]
-            cell = tuple(int(v) for v in cells[order[bounds_[i]]])
-            name = scale.chunk_name(cell)
-            cb = scale.chunk_bbox(cell)
-            spec = ChunkSpec((*cb.size, nc), self.dtype, scale, store.url.key_url(name))  # type: ignore[arg-type]
-            local = pts[sel] - np.asarray(cb.minpt)
-            if by_range is not None and len(sel) * 64 < spec.nbytes // spec.dtype.itemsize:
-                # a few voxels of a big raw chunk: read just their bytes
-                parts = store.get_decoded_ranges(name, by_range(spec, local))
-                if parts is None:
-                    missing(name, len(sel))
-                    return
-                out[sel] = codec.points_from_ranges(parts, spec, len(sel))
-                return
-            data = store.get(name)
-            if data is None:
-                missing(name, len(sel))
-                return
-            if partial is not None:
-                out[sel] = partial(data, spec, local)
-            else:
-                out[sel] = codec.decode(data, spec)[local[:, 0], local[:, 1], local[:, 2]]
-
-        self._run(store, one, range(len(uniq)), len(uniq))
-        return out[:, 0] if nc == 1 else out
-
-
-def _as_points(points: Any) -> np.ndarray:
-    """(N, 3) int64 from any array-like of integer coordinates."""
-    pts = np.asarray(points)
-    if pts.ndim == 1 and pts.shape[0] == 3:
-        pts = pts[np.newaxis]
-    if pts.ndim != 2 or pts.shape[1] != 3:
-        raise RequestError(f"points must have shape (N, 3), got {pts.shape}")
-    if pts.dtype.kind == "f":
-        if not np.all(np.isfinite(pts)) or np.any(pts != np.floor(pts)):
-            raise RequestError("points must be integer voxel coordinates; round or floor them first")
-    elif pts.dtype.kind not in "iu":
-        raise RequestError(f"points must be integers, got dtype {pts.dtype}")
-    return pts.astype(np.int64)
+        return read_points(self, points, self._mip_index(mip))
 
 
 def _shard_batches(scale: Scale, pastes: list[Paste], most: int = 512) -> list[list[Paste]]:

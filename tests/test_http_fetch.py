@@ -359,3 +359,25 @@ def test_bodies_in_flight_stay_within_the_byte_budget(faulty_http_server: RangeH
         f.close()
         peers = len(faulty_http_server.log.peers)  # connections are reused: peers = most in flight
         assert peers <= most and (most == 2 or peers > 8), (budget, expected, peers)
+
+
+def test_points_over_http_stream_whole_chunks(faulty_http_server: RangeHTTPServer) -> None:
+    rng = np.random.default_rng(8)
+    truth = (rng.integers(0, 40, (64, 48, 32, 1)) * 2**40).astype(np.uint64)
+    root = faulty_http_server.root
+    with cvl.Volume.create(f"file://{root}/pts", data_type="uint64", layer_type="segmentation", size=truth.shape[:3],
+                           chunk_size=(16, 16, 8), resolution=(1, 1, 1), encoding="compressed_segmentation") as w:
+        w[...] = truth
+    pts = rng.integers(0, (64, 48, 32), (3000, 3))
+    url = f"{faulty_http_server.url}/pts"
+    faulty_http_server.reset_log()
+    with cvl.Volume(url, parallel=6) as vol:
+        np.testing.assert_array_equal(vol.scattered_points(pts), truth[pts[:, 0], pts[:, 1], pts[:, 2], 0])
+    assert len(faulty_http_server.log.peers) <= 6 + 1  # the fetcher's six, and the info read's
+    (root / "pts" / "1_1_1" / "16-32_0-16_0-8").unlink()
+    with pytest.raises(cvl.ChunkNotFoundError, match=r"http://127\.0\.0\.1:\d+/pts/1_1_1/16-32_0-16_0-8 is missing"):
+        cvl.Volume(url).scattered_points(pts)
+    got = cvl.Volume(url, fill_missing=True).scattered_points(pts)
+    lost = (pts[:, 0] // 16 == 1) & (pts[:, 1] // 16 == 0) & (pts[:, 2] // 8 == 0)
+    assert lost.any() and not got[lost].any()
+    np.testing.assert_array_equal(got[~lost], truth[pts[~lost, 0], pts[~lost, 1], pts[~lost, 2], 0])

@@ -1,0 +1,113 @@
+"""``Volume.scattered_points``: values at many voxels, each chunk fetched once and decoded only
+as far as the points need."""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .codecs import ChunkSpec, get_codec
+from .errors import ChunkNotFoundError, OutOfBoundsError, RequestError
+from .plan import run_workers
+
+if TYPE_CHECKING:
+    from .volume import Volume
+
+
+def as_points(points: Any) -> np.ndarray:
+    """(N, 3) int64 from any array-like of integer coordinates."""
+    pts = np.asarray(points)
+    if pts.ndim == 1 and pts.shape[0] == 3:
+        pts = pts[np.newaxis]
+    if pts.ndim != 2 or pts.shape[1] != 3:
+        raise RequestError(f"points must have shape (N, 3), got {pts.shape}")
+    if pts.dtype.kind == "f":
+        if not np.all(np.isfinite(pts)) or np.any(pts != np.floor(pts)):
+            raise RequestError("points must be integer voxel coordinates; round or floor them first")
+    elif pts.dtype.kind not in "iu":
+        raise RequestError(f"points must be integers, got dtype {pts.dtype}")
+    return pts.astype(np.int64)
+
+
+def read_points(vol: "Volume", points: Any, m: int) -> np.ndarray:
+    """What :meth:`Volume.scattered_points` returns, at mip index ``m``."""
+    scale = vol.info.scales[m]
+    pts = as_points(points)
+    nc = vol.num_channels
+    out = np.zeros((len(pts), nc), dtype=vol.dtype)
+    lo, hi = np.asarray(scale.bounds.minpt), np.asarray(scale.bounds.maxpt)
+    inside = np.all((pts >= lo) & (pts < hi), axis=1)
+    if not inside.all() and vol.bounded:
+        bad = pts[~inside]
+        raise OutOfBoundsError(
+            f"{len(bad)} of {len(pts)} points lie outside the bounds {scale.bounds} at mip {m}, "
+            f"e.g. {bad[:3].tolist()}; drop them, or open the Volume with bounded=False to read them as 0"
+        )
+    if not inside.any():
+        return out[:, 0] if nc == 1 else out
+    codec = get_codec(scale.encoding)
+    partial = getattr(codec, "decode_points", None)
+    by_range = getattr(codec, "point_ranges", None)
+    store = vol.chunk_store(m)
+    chunk = np.asarray(scale.chunk_size)
+    grid = np.asarray(scale.grid_size)
+    idx_inside = np.flatnonzero(inside)
+    cells = (pts[idx_inside] - np.asarray(scale.voxel_offset)) // chunk
+    lin = cells[:, 0] + grid[0] * (cells[:, 1] + grid[1] * cells[:, 2])
+    order = np.argsort(lin, kind="stable")
+    uniq, starts = np.unique(lin[order], return_index=True)
+    bounds_ = np.append(starts, len(order))
+
+    def group(i: int) -> tuple[np.ndarray, ChunkSpec, str, np.ndarray]:
+        """The points of chunk ``i``: their indices, the chunk's spec and name, chunk-local xyz."""
+        sel = idx_inside[order[bounds_[i] : bounds_[i + 1]]]
+        cell = tuple(int(v) for v in cells[order[bounds_[i]]])
+        name = scale.chunk_name(cell)
+        cb = scale.chunk_bbox(cell)
+        spec = ChunkSpec((*cb.size, nc), vol.dtype, scale, store.url.key_url(name))  # type: ignore[arg-type]
+        return sel, spec, name, pts[sel] - np.asarray(cb.minpt)
+
+    def fill(sel: np.ndarray, spec: ChunkSpec, name: str, local: np.ndarray, data: bytes | None) -> None:
+        if data is None:
+            if not vol.fill_missing:
+                raise ChunkNotFoundError(
+                    f"chunk {spec.key} is missing (needed for {len(sel)} points at mip {m}); "
+                    "pass fill_missing=True to read missing chunks as zeros"
+                )
+            return
+        if partial is not None:
+            out[sel] = partial(data, spec, local)
+        else:
+            out[sel] = codec.decode(data, spec)[local[:, 0], local[:, 1], local[:, 2]]
+
+    by_bytes, whole = [], []
+    for i in range(len(uniq)):
+        g = group(i)
+        # a few voxels of a big raw chunk: read just their bytes
+        few = by_range is not None and len(g[0]) * 64 < g[1].nbytes // g[1].dtype.itemsize
+        (by_bytes if few else whole).append(g)
+
+    def ranged(g: tuple[np.ndarray, ChunkSpec, str, np.ndarray]) -> None:
+        sel, spec, name, local = g
+        parts = store.get_decoded_ranges(name, by_range(spec, local))  # type: ignore[misc]
+        if parts is None:
+            fill(sel, spec, name, local, None)
+        else:
+            out[sel] = codec.points_from_ranges(parts, spec, len(sel))
+
+    if by_bytes:
+        vol._run(store, ranged, by_bytes, len(by_bytes))
+    if whole and store.streams and len(whole) > 1:
+        # over http(s): every chunk's request in flight from one thread, the others decode
+        by_name = {g[2]: g for g in whole}
+        stream = store.iter_get(list(by_name))
+        try:
+            run_workers(vol._executor_for_io(), lambda item: fill(*by_name[item[0]], item[1]), stream,
+                        min(vol.parallel, os.cpu_count() or 2))
+        finally:
+            stream.close()
+    elif whole:
+        vol._run(store, lambda g: fill(*g, store.get(g[2])), whole, len(whole))
+    return out[:, 0] if nc == 1 else out
