@@ -34,6 +34,7 @@ class FaultProxy(ThreadingHTTPServer):
         self.lock = threading.Lock()
         self.injected: dict[str, int] = {}
         self.requests = 0
+        self.seen: list[tuple[str, str, str | None]] = []  # (method, path, Authorization)
         self.session = requests.Session()
         threading.Thread(target=self.serve_forever, daemon=True).start()
 
@@ -59,6 +60,8 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         pass
 
     def _forward(self) -> None:
+        with self.server.lock:
+            self.server.seen.append((self.command, self.path, self.headers.get("Authorization")))
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else None
         headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length")}

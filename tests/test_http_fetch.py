@@ -142,9 +142,9 @@ def test_a_proxy_setting_turns_the_fetcher_off(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.delenv("NO_PROXY", raising=False)
     monkeypatch.delenv("no_proxy", raising=False)
     store = HTTPStore(parse_url("http://data.invalid/v"))
-    assert store._client.get().fetcher is None  # no request is made here
+    assert store._client.get().fast.fetcher is None  # no request is made here
     monkeypatch.setenv("NO_PROXY", "data.invalid")
-    assert HTTPStore(parse_url("http://data.invalid/v"))._client.get().fetcher is not None
+    assert HTTPStore(parse_url("http://data.invalid/v"))._client.get().fast.fetcher is not None
 
 
 def test_iterator_errors_reach_the_caller() -> None:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import os
 import ssl
-from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any, Iterable, Iterator, Sequence
 from urllib.parse import quote, unquote
 
@@ -31,6 +30,7 @@ from .. import compression
 from ..errors import RequestError, UnsupportedEncodingError
 from .base import ByteRange, Store, check_key
 from .http_fetch import Fetcher, Reply
+from .streaming import REDO, FastGets
 from .retry import RetryPolicy, SharedClient, Transient, check_span, get_ranges_coalesced, is_retryable_status, \
     parse_retry_after, status_error
 from .retry import short as _short
@@ -90,19 +90,12 @@ class _Pool:
         # the proxy environment is read once, for this host (HTTP(S)_PROXY, NO_PROXY)
         proxy = requests.utils.get_environ_proxies(base_url).get(netloc.scheme or "http")
         self.pm = urllib3.ProxyManager(proxy, **kw) if proxy else urllib3.PoolManager(**kw)
-        self.width = parallel
         # batches of chunks go through the one-thread fetcher; through a proxy, the pool only
-        self.fetcher: Fetcher | None = None
+        fetcher = None
         if not proxy and netloc.scheme in ("http", "https") and netloc.host:
             tls = ssl.create_default_context(cafile=bundle) if netloc.scheme == "https" else None
-            self.fetcher = Fetcher(netloc.scheme, netloc.host.strip("[]"), netloc.port, headers, timeout, tls, parallel)
-        self._slow: ThreadPoolExecutor | None = None
-
-    def slow_lane(self) -> ThreadPoolExecutor:
-        """Threads for the requests the fetcher hands back (retries, redirects, odd framing)."""
-        if self._slow is None:
-            self._slow = ThreadPoolExecutor(min(8, self.width), thread_name_prefix="cvl-http-retry")
-        return self._slow
+            fetcher = Fetcher(netloc.scheme, netloc.host.strip("[]"), netloc.port, headers, timeout, tls, parallel)
+        self.fast = FastGets(fetcher, parallel)
 
     def request(self, method: str, url: str, headers: dict[str, str]) -> _Response:
         r = self.pm.request(method, url, headers={**self.headers, **headers}, preload_content=False,
@@ -111,10 +104,7 @@ class _Pool:
 
     def close(self) -> None:
         self.pm.clear()
-        if self.fetcher is not None:
-            self.fetcher.close()
-        if self._slow is not None:
-            self._slow.shutdown(wait=False, cancel_futures=True)
+        self.fast.close()
 
 
 def _check_secrets(secrets: Any) -> dict[str, Any]:
@@ -223,29 +213,17 @@ class HTTPStore(Store):
         redirect, chunked framing) is done again by :meth:`get`, retries and all, on a few
         threads; its errors are raised here."""
         keys = list(keys)
-        pool = self._client.get()
-        if pool.fetcher is None or len(keys) < 2:
+        fast = self._client.get().fast
+        if fast.fetcher is None or len(keys) < 2:
             yield from super().iter_get(keys)
             return
         headers = {"Accept-Encoding": ACCEPT_ENCODING}
-        slow: dict[Future, str] = {}
-        try:
-            for key, answer in pool.fetcher.fetch(((k, self._key_path(k), headers) for k in keys), expected_bytes):
-                if isinstance(answer, Reply) and answer.status == 200:
-                    yield key, self._decoded(key, answer.body, answer.headers.get("content-encoding", ""))
-                elif isinstance(answer, Reply) and answer.status in (404, 410):
-                    yield key, None
-                else:
-                    slow[pool.slow_lane().submit(self.get, key)] = key
-                for f in [f for f in slow if f.done()]:
-                    yield slow.pop(f), f.result()
-            while slow:
-                done, _ = wait(slow, return_when="FIRST_COMPLETED")
-                for f in done:
-                    yield slow.pop(f), f.result()
-        finally:
-            for f in slow:
-                f.cancel()
+        yield from fast.stream(((k, self._key_path(k), headers) for k in keys), self._finish, self.get, expected_bytes)
+
+    def _finish(self, key: str, answer: Reply) -> bytes | None | object:
+        if answer.status == 200:
+            return self._decoded(key, answer.body, answer.headers.get("content-encoding", ""))
+        return None if answer.status in (404, 410) else REDO
 
     def _get_range(self, key: str, start: int, end: int, what: str) -> bytes | None:
         r = self._send("GET", key, {"Range": f"bytes={start}-{end - 1}", "Accept-Encoding": "identity"})
