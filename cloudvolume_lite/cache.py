@@ -8,7 +8,7 @@ from typing import Any, Callable, ContextManager, Iterable, Iterator, Mapping, S
 
 from cachetools import LRUCache
 
-from .stores.base import ByteRange, Store
+from .stores.base import ByteRange, Store, iter_through_cache
 from .stores.url import StoreURL
 
 
@@ -135,17 +135,8 @@ class LRUStore(Store):
 
     def iter_get(self, keys: Iterable[str], expected_bytes: int | None = None) -> Iterator[tuple[str, bytes | None]]:
         """Cached chunks first, then the rest as the inner store delivers them."""
-        missing = []
-        for key in keys:
-            data = self.lru.get(self._ns + key)
-            if data is None:
-                missing.append(key)
-            else:
-                yield key, data
-        for key, data in self.inner.iter_get(missing, expected_bytes):
-            if data is not None:
-                self.lru.put(self._ns + key, data)
-            yield key, data
+        return iter_through_cache(keys, lambda k: self.lru.get(self._ns + k), lambda k, v: self.lru.put(self._ns + k, v),
+                                  self.inner, expected_bytes)
 
     def put_many(self, items: Mapping[str, bytes | None], *, content_type: str | None = None,
                  content_encoding: str | None = None) -> None:

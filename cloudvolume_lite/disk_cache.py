@@ -14,7 +14,7 @@ from collections import OrderedDict
 from typing import ContextManager, Iterable, Iterator, Mapping
 
 from .errors import RequestError
-from .stores.base import ByteRange, Store, check_key
+from .stores.base import ByteRange, Store, check_key, iter_through_cache
 from .stores.local import _TMP_MARK, atomic_write
 from .stores.url import StoreURL
 
@@ -198,17 +198,8 @@ class DiskCacheStore(Store):
 
     def iter_get(self, keys: "Iterable[str]", expected_bytes: int | None = None) -> Iterator[tuple[str, bytes | None]]:
         """Chunks on disk first, then the rest as the inner store delivers them (and kept)."""
-        missing = []
-        for key in keys:
-            data = self._read_cached(key)
-            if data is None:
-                missing.append(key)
-            else:
-                yield key, data
-        for key, data in self.inner.iter_get(missing, expected_bytes):
-            if data is not None:
-                self.cache.store(self._file(key), data)
-            yield key, data
+        return iter_through_cache(keys, self._read_cached, lambda k, v: self.cache.store(self._file(k), v),
+                                  self.inner, expected_bytes)
 
     def put_many(self, items: Mapping[str, bytes | None], *, content_type: str | None = None,
                  content_encoding: str | None = None) -> None:

@@ -381,3 +381,21 @@ def test_points_over_http_stream_whole_chunks(faulty_http_server: RangeHTTPServe
     lost = (pts[:, 0] // 16 == 1) & (pts[:, 1] // 16 == 0) & (pts[:, 2] // 8 == 0)
     assert lost.any() and not got[lost].any()
     np.testing.assert_array_equal(got[~lost], truth[pts[~lost, 0], pts[~lost, 1], pts[~lost, 2], 0])
+
+
+def test_lru_and_disk_cache_sit_in_front_of_the_stream(faulty_http_server: RangeHTTPServer, tmp_path: Path) -> None:
+    truth = np.random.default_rng(9).integers(0, 255, (48, 48, 16, 1), dtype=np.uint8)
+    with cvl.Volume.create(f"file://{faulty_http_server.root}/c", data_type="uint8", layer_type="image",
+                           size=truth.shape[:3], chunk_size=(16, 16, 8), resolution=(1, 1, 1)) as w:
+        w[...] = truth
+    url = f"{faulty_http_server.url}/c"
+    with cvl.Volume(url, lru_bytes=2**20, cache=str(tmp_path / "cache")) as vol:
+        faulty_http_server.reset_log()
+        np.testing.assert_array_equal(vol[...], truth)
+        assert faulty_http_server.log.count("GET") == 18
+        np.testing.assert_array_equal(vol[5:40, 3:30, 2:15], truth[5:40, 3:30, 2:15])  # from the LRU
+        assert faulty_http_server.log.count("GET") == 18
+    with cvl.Volume(url, cache=str(tmp_path / "cache")) as vol:  # a new handle: from disk
+        faulty_http_server.reset_log()
+        np.testing.assert_array_equal(vol[...], truth)
+        assert faulty_http_server.log.count("GET") == 0

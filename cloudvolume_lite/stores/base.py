@@ -5,7 +5,7 @@ from __future__ import annotations
 import posixpath
 from abc import ABC, abstractmethod
 from concurrent.futures import Executor
-from typing import ContextManager, Iterable, Iterator, Mapping, Sequence
+from typing import Callable, ContextManager, Iterable, Iterator, Mapping, Sequence
 
 from ..errors import RequestError, UnsupportedEncodingError
 from .url import StoreURL
@@ -141,3 +141,20 @@ class Store(ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({str(self.url)!r})"
+
+
+def iter_through_cache(keys: Iterable[str], lookup: Callable[[str], bytes | None], keep: Callable[[str, bytes], None],
+                       inner: Store, expected_bytes: int | None) -> Iterator[tuple[str, bytes | None]]:
+    """A cache layer's ``iter_get``: hits (``lookup``) first, then the misses as ``inner``
+    delivers them, each one found handed to ``keep``."""
+    missing = []
+    for key in keys:
+        data = lookup(key)
+        if data is None:
+            missing.append(key)
+        else:
+            yield key, data
+    for key, data in inner.iter_get(missing, expected_bytes):
+        if data is not None:
+            keep(key, data)
+        yield key, data
