@@ -4,13 +4,16 @@ first-byte time): cloudvolume-lite vs CloudVolume vs TensorStore, interleaved, m
 The server runs in its own process. By default it is ``latency_server.py`` (asyncio, ~0.2 ms
 of CPU per request); ``--server threaded`` uses the test suite's thread-per-connection server
 instead (~0.4 ms per request), which on a 2-core machine takes CPU from the clients. Volumes
-are bench_read's A (raw uint8 1024x1024x128), B (cseg uint64 512x512x128) and D (B sharded).
+are bench_read's A (raw uint8 1024x1024x128), A with every chunk file gzip'd (as CloudVolume
+writes them), B (cseg uint64 512x512x128) and D (B sharded).
 
     python benchmarks/bench_http.py [--quick] [--repeats N] [--latency 0.02] [--server threaded] [--sweep]
 """
 
 from __future__ import annotations
 
+import gzip
+import shutil
 import statistics
 import subprocess
 import sys
@@ -34,6 +37,20 @@ while True:
 """
 
 
+def gzipped_files(vol: common.BenchVolume, quick: bool) -> common.BenchVolume:
+    """``vol`` as a web server holds CloudVolume's output: every chunk stored as ``NAME.gz`` and
+    served with ``Content-Encoding: gzip`` (both servers do this, like nginx's gzip_static)."""
+
+    def write(path: Path, arr: np.ndarray) -> None:
+        shutil.copytree(vol.path, path)
+        for f in [f for f in path.rglob("*") if f.is_file() and f.name != "info"]:
+            f.with_name(f.name + ".gz").write_bytes(gzip.compress(f.read_bytes(), compresslevel=6, mtime=0))
+            f.unlink()
+
+    return common.cached_volume("A-raw-uint8-gzip-files" + ("-quick" if quick else ""), {**vol.params, "files": "gzip"},
+                                lambda: np.asarray(vol.truth()), write, offset=vol.offset)
+
+
 def main() -> int:
     ap = common.arg_parser(__doc__)
     ap.add_argument("--latency", type=float, default=0.02)
@@ -45,7 +62,8 @@ def main() -> int:
     import tensorstore as ts
     from cloudvolume import CloudVolume
 
-    vols = [make_volumes(args.quick, False)[0], make_volumes(args.quick, False)[1],
+    plain = make_volumes(args.quick, False)
+    vols = [plain[0], (gzipped_files(plain[0][0], args.quick), *plain[0][1:]), plain[1],
             make_volumes(args.quick, False, sharded=True)[1]]
     root = common.data_dir()
     if args.server == "threaded":

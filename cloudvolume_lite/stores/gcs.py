@@ -52,7 +52,7 @@ from ..errors import RequestError, StoreError
 from .base import ByteRange, Store, check_key
 from .http_fetch import Fetcher, Reply
 from .retry import RetryPolicy, SharedClient, Transient, get_ranges_coalesced, is_retryable_status, status_error
-from .streaming import REDO, FastGets
+from .streaming import REDO, FastGets, Later
 from .retry import short as _short
 from .url import StoreURL
 
@@ -274,8 +274,10 @@ class GCSStore(Store):
                 return None
             if answer.status != 200 or not _hash_ok(answer.body, answer.headers.get("x-goog-hash", "")):
                 return REDO
-            data = compression.decompress(answer.body, answer.headers.get("content-encoding"), self.url.key_url(key))
-            return data if isinstance(data, bytes) else bytes(data)
+            data, encoding = bytes(answer.body), answer.headers.get("content-encoding")
+            if compression.normalize(encoding) is None:
+                return data
+            return Later(lambda: compression.decompress(data, encoding, self.url.key_url(key)))
 
         yield from fast.stream(((k, path(k), headers) for k in keys), finish, self.get, expected_bytes)
 

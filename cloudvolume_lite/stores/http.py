@@ -30,7 +30,7 @@ from .. import compression
 from ..errors import RequestError, UnsupportedEncodingError
 from .base import ByteRange, Store, check_key
 from .http_fetch import Fetcher, Reply
-from .streaming import REDO, FastGets
+from .streaming import REDO, FastGets, Later
 from .retry import RetryPolicy, SharedClient, Transient, check_span, get_ranges_coalesced, is_retryable_status, \
     parse_retry_after, status_error
 from .retry import short as _short
@@ -221,9 +221,13 @@ class HTTPStore(Store):
         yield from fast.stream(((k, self._key_path(k), headers) for k in keys), self._finish, self.get, expected_bytes)
 
     def _finish(self, key: str, answer: Reply) -> bytes | None | object:
-        if answer.status == 200:
-            return self._decoded(key, answer.body, answer.headers.get("content-encoding", ""))
-        return None if answer.status in (404, 410) else REDO
+        if answer.status != 200:
+            return None if answer.status in (404, 410) else REDO
+        encodings = answer.headers.get("content-encoding", "").strip()
+        if encodings and encodings.lower() != "identity":
+            data = bytes(answer.body)  # decompressed on a worker, off the fetching thread
+            return Later(lambda: self._decoded(key, data, encodings))
+        return bytes(answer.body)
 
     def _get_range(self, key: str, start: int, end: int, what: str) -> bytes | None:
         r = self._send("GET", key, {"Range": f"bytes={start}-{end - 1}", "Accept-Encoding": "identity"})
