@@ -152,7 +152,19 @@ class Fetcher:
         A reply's body is only valid until the next item is asked for: its buffer is then
         reused, so copy what you keep. Closing the generator early closes the busy connections.
         """
-        todo = deque(requests)
+        # requests are taken as they are sent, not all at once: making one may cost something
+        # (an S3 signature), and that should overlap the first answers' wait
+        source = iter(requests)
+        todo: deque[tuple[object, str, dict[str, str]]] = deque()  # stale ones to resend first
+
+        def more() -> bool:
+            if not todo:
+                item = next(source, None)
+                if item is None:
+                    return False
+                todo.append(item)
+            return True
+
         spare: dict[int, list[bytearray]] = {}  # body buffers to reuse, by length
         sel = selectors.DefaultSelector()
         busy: set[_Conn] = set()
@@ -173,9 +185,9 @@ class Fetcher:
             return len(busy) < 2 or (len(busy) + 1) * seen[1] <= self.max_bytes * seen[0]
 
         try:
-            while todo or busy:
+            while more() or busy:
                 # another call may hold every slot: wait for one only when there is nothing to do
-                while todo and room() and self._slots.acquire(blocking=not busy and not done):
+                while more() and room() and self._slots.acquire(blocking=not busy and not done):
                     tag, path, headers = todo.popleft()
                     conn = self._connection()
                     if isinstance(conn, Failure):
