@@ -80,8 +80,9 @@ def _build_client(secrets: dict[str, Any], parallel: int, retry: RetryPolicy) ->
         # botocore >= 1.36 adds CRC trailers to every upload, which many S3-compatible servers
         # reject; for them, checksum only when the API requires it
         extra["request_checksum_calculation"] = "when_required"
-    if anonymous:
-        extra["signature_version"] = UNSIGNED
+    # SigV4 everywhere, presigned URLs included (botocore would presign some with SigV2, which
+    # AWS refuses in newer regions and S3-compatible servers are dropping)
+    extra["signature_version"] = UNSIGNED if anonymous else "s3v4"
     config = Config(
         max_pool_connections=parallel,
         retries={"total_max_attempts": 1},  # the RetryPolicy is the only one
