@@ -399,3 +399,25 @@ def test_lru_and_disk_cache_sit_in_front_of_the_stream(faulty_http_server: Range
         faulty_http_server.reset_log()
         np.testing.assert_array_equal(vol[...], truth)
         assert faulty_http_server.log.count("GET") == 0
+
+
+def test_useless_answers_pause_streaming(faulty_http_server: RangeHTTPServer, files: dict[str, bytes]) -> None:
+    """A server that answers every streamed request uselessly: after GIVE_UP of them the rest go
+    the careful way at once, and the store stops streaming for a while (then tries again)."""
+    from cloudvolume_lite.stores.streaming import GIVE_UP
+
+    store = HTTPStore(parse_url(faulty_http_server.url), parallel=4,
+                      retry=RetryPolicy(attempts=2, base_delay=0.001, max_delay=0.002))
+    keys = [p[1:] for p in files]
+    faulty_http_server.set_faults(Faults(always="503"))
+    with pytest.raises(StoreError, match="HTTP 503"):
+        dict(store.iter_get(keys))
+    fast = store._client.get().fast
+    assert not fast.usable and fast.stats == {"streamed": 0, "redone": len(keys)}
+    assert faulty_http_server.log.count("GET") < GIVE_UP + 4 + 2 * len(keys)  # not every key streamed first
+    faulty_http_server.set_faults(Faults())
+    assert dict(store.iter_get(keys)) == {k: files["/" + k] for k in keys}  # the careful way
+    assert fast.stats["streamed"] == 0
+    fast.off_until = 0.0  # the pause is over
+    assert dict(store.iter_get(keys)) == {k: files["/" + k] for k in keys}
+    assert fast.stats["streamed"] == len(keys)

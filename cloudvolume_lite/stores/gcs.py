@@ -248,7 +248,7 @@ class GCSStore(Store):
         again by :meth:`get` through the SDK, retries and all."""
         keys = list(keys)
         fast = self._fast.get()
-        if fast.fetcher is None or len(keys) < 2:
+        if not fast.usable or len(keys) < 2:
             yield from super().iter_get(keys)
             return
         client = self._client.get()
@@ -279,7 +279,7 @@ class GCSStore(Store):
                 return data
             return Later(lambda: compression.decompress(data, encoding, self.url.key_url(key)))
 
-        yield from fast.stream(((k, path(k), headers) for k in keys), finish, self.get, expected_bytes)
+        yield from fast.stream(keys, lambda k: (path(k), headers), finish, self.get, expected_bytes)
 
     def get_ranges(self, key: str, ranges: Sequence[ByteRange]) -> list[bytes | None]:
         return get_ranges_coalesced(lambda rng: self.get(key, rng), ranges)

@@ -214,11 +214,11 @@ class HTTPStore(Store):
         threads; its errors are raised here."""
         keys = list(keys)
         fast = self._client.get().fast
-        if fast.fetcher is None or len(keys) < 2:
+        if not fast.usable or len(keys) < 2:
             yield from super().iter_get(keys)
             return
         headers = {"Accept-Encoding": ACCEPT_ENCODING}
-        yield from fast.stream(((k, self._key_path(k), headers) for k in keys), self._finish, self.get, expected_bytes)
+        yield from fast.stream(keys, lambda k: (self._key_path(k), headers), self._finish, self.get, expected_bytes)
 
     def _finish(self, key: str, answer: Reply) -> bytes | None | object:
         if answer.status != 200:

@@ -211,19 +211,18 @@ class S3Store(Store):
         a redirect, a mismatch) is done again by :meth:`get` through boto3, retries and all."""
         keys = list(keys)
         fast = self._fast.get()
-        if fast.fetcher is None or len(keys) < 2:
+        if not fast.usable or len(keys) < 2:
             yield from super().iter_get(keys)
             return
         client, origin = self._client.get(), fast.fetcher.origin  # type: ignore[attr-defined]
 
-        def requests_() -> Iterator[tuple[str, str, dict[str, str]]]:
-            for key in keys:
-                url = client.generate_presigned_url("get_object", Params={"Bucket": self.url.netloc, "Key": self._name(key)},
-                                                    ExpiresIn=3600)
-                parts = urlsplit(url)
-                if f"{parts.scheme}://{parts.netloc}" != origin:  # never expected; the slow way copes
-                    parts = urlsplit(f"{origin}/cvl-origin-mismatch/{key}")
-                yield key, f"{parts.path}?{parts.query}" if parts.query else parts.path, {}
+        def request(key: str) -> tuple[str, dict[str, str]]:
+            url = client.generate_presigned_url("get_object", Params={"Bucket": self.url.netloc, "Key": self._name(key)},
+                                                ExpiresIn=3600)
+            parts = urlsplit(url)
+            if f"{parts.scheme}://{parts.netloc}" != origin:  # never expected; the slow way copes
+                parts = urlsplit(f"{origin}/cvl-origin-mismatch/{key}")
+            return (f"{parts.path}?{parts.query}" if parts.query else parts.path), {}
 
         def finish(key: str, answer: Reply) -> bytes | None | object:
             if answer.status == 404:
@@ -233,7 +232,7 @@ class S3Store(Store):
             data, headers = bytes(answer.body), answer.headers
             return Later(lambda: self._checked(key, data, headers))
 
-        yield from fast.stream(requests_(), finish, self.get, expected_bytes)
+        yield from fast.stream(keys, request, finish, self.get, expected_bytes)
 
     def _checked(self, key: str, data: bytes, headers: dict[str, str]) -> bytes | object:
         """A streamed body, ETag-checked and decoded; REDO if the transfer was damaged."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Callable, Iterable, Iterator
 
@@ -13,6 +14,10 @@ from .http_fetch import Fetcher, Reply
 
 #: what a ``finish`` function returns for an answer it cannot use: do that key the slow way
 REDO = object()
+#: this many useless answers in a row, and none usable, turn streaming off for a store
+GIVE_UP = 8
+#: for this long (seconds); then it tries again
+PAUSE = 60.0
 
 
 class Later:
@@ -35,6 +40,7 @@ class FastGets:
         self.fetcher = fetcher
         self.width = width
         self.stats = {"streamed": 0, "redone": 0}
+        self.off_until = 0.0  # streaming pauses until then (time.monotonic())
         self._lock = threading.Lock()
         self._slow: ThreadPoolExecutor | None = None
         self._work: ThreadPoolExecutor | None = None
@@ -55,26 +61,40 @@ class FastGets:
         with self._lock:
             self.stats[what] += 1
 
-    def stream(self, requests: Iterable[tuple[str, str, dict[str, str]]],
+    @property
+    def usable(self) -> bool:
+        """False without a fetcher, or for a while after its answers proved useless (``stream``)."""
+        return self.fetcher is not None and time.monotonic() >= self.off_until
+
+    def stream(self, keys: list[str], request: Callable[[str], tuple[str, dict[str, str]]],
                finish: Callable[[str, Reply], "bytes | None | object"], redo: Callable[[str], bytes | None],
                expected_bytes: int | None = None) -> Iterator[tuple[str, bytes | None]]:
-        """``(key, data)`` for each ``(key, path, headers)`` request, as they finish.
+        """``(key, data)`` for each key, as they finish; ``request(key)`` is its (path, headers).
 
         ``finish(key, reply)`` turns an answer into the object's bytes (``None``: absent),
         :data:`REDO` or a :class:`Later`; failures and REDOs go to ``redo(key)``, whose errors
         are raised here. ``finish`` must copy what it keeps: the reply's buffer is reused.
+
+        If the first :data:`GIVE_UP` answers are all failures or REDOs (a proxy that refuses us,
+        an endpoint in another region, credentials the fetcher cannot use), the rest of the keys
+        go straight to ``redo`` and this store stops streaming for :data:`PAUSE` seconds: every key
+        would otherwise cost a wasted round trip first.
         """
         assert self.fetcher is not None
         pending: dict[Future, tuple[str, bool]] = {}  # future -> (key, is it a redo)
+        answered: set[str] = set()
+        tally = [0, 0]  # this call's keys streamed, redone
 
         def settle(key: str, value: object) -> Iterator[tuple[str, bytes | None]]:
             if isinstance(value, Later):
                 pending[self._work_lane().submit(value.fn)] = (key, False)
             elif value is REDO:
                 self._count("redone")
+                tally[1] += 1
                 pending[self._slow_lane().submit(redo, key)] = (key, True)
             else:
                 self._count("streamed")
+                tally[0] += 1
                 yield key, value  # type: ignore[misc]
 
         def collect(done: Iterable[Future]) -> Iterator[tuple[str, bytes | None]]:
@@ -85,14 +105,24 @@ class FastGets:
                 else:
                     yield from settle(key, f.result())
 
+        fetch = self.fetcher.fetch(((k, *request(k)) for k in keys), expected_bytes)
         try:
-            for key, answer in self.fetcher.fetch(requests, expected_bytes):
+            for key, answer in fetch:
+                answered.add(key)  # type: ignore[arg-type]
                 yield from settle(key, finish(key, answer) if isinstance(answer, Reply) else REDO)  # type: ignore[arg-type]
                 yield from collect([f for f in pending if f.done()])
+                if tally[1] >= GIVE_UP and not tally[0]:
+                    self.off_until = time.monotonic() + PAUSE
+                    fetch.close()
+                    for k in keys:
+                        if k not in answered:
+                            yield from settle(k, REDO)
+                    break
             while pending:
                 done, _ = wait(pending, return_when=FIRST_COMPLETED)
                 yield from collect(done)
         finally:
+            fetch.close()
             for f in pending:
                 f.cancel()
 
@@ -106,4 +136,4 @@ class FastGets:
                 lane.shutdown(wait=False, cancel_futures=True)
 
 
-__all__ = ["REDO", "FastGets", "Later"]
+__all__ = ["GIVE_UP", "PAUSE", "REDO", "FastGets", "Later"]
