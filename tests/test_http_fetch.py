@@ -409,7 +409,8 @@ def test_useless_answers_pause_streaming(faulty_http_server: RangeHTTPServer, fi
     store = HTTPStore(parse_url(faulty_http_server.url), parallel=4,
                       retry=RetryPolicy(attempts=2, base_delay=0.001, max_delay=0.002))
     keys = [p[1:] for p in files]
-    faulty_http_server.set_faults(Faults(always="503"))
+    # slow 503s: the streamed ones pile up before the first careful retry has failed twice
+    faulty_http_server.set_faults(Faults(always="503", latency=0.1))
     with pytest.raises(StoreError, match="HTTP 503"):
         dict(store.iter_get(keys))
     fast = store._client.get().fast

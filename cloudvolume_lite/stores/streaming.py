@@ -110,7 +110,6 @@ class FastGets:
             for key, answer in fetch:
                 answered.add(key)  # type: ignore[arg-type]
                 yield from settle(key, finish(key, answer) if isinstance(answer, Reply) else REDO)  # type: ignore[arg-type]
-                yield from collect([f for f in pending if f.done()])
                 if tally[1] >= GIVE_UP and not tally[0]:
                     self.off_until = time.monotonic() + PAUSE
                     fetch.close()
@@ -118,6 +117,7 @@ class FastGets:
                         if k not in answered:
                             yield from settle(k, REDO)
                     break
+                yield from collect([f for f in pending if f.done()])
             while pending:
                 done, _ = wait(pending, return_when=FIRST_COMPLETED)
                 yield from collect(done)
