@@ -18,6 +18,7 @@ from .errors import (
 )
 from .info import Info, Scale, Sharding
 from .stores import Store, StoreRegistry
+from .stores.retry import RetryPolicy
 from .volume import Volume
 
 
@@ -37,6 +38,7 @@ __all__ = [
     "InfoError",
     "OutOfBoundsError",
     "RequestError",
+    "RetryPolicy",
     "Scale",
     "Sharding",
     "Store",

@@ -20,7 +20,9 @@ from .progress import tracked
 from . import create as _create
 from . import writer as _writer
 from .writer import DEFAULT_COMPRESSION, ZeroPolicy
+from .options import check_parallel, store_options, with_timeout
 from .stores import Store, StoreRegistry
+from .stores.retry import RetryPolicy
 
 if TYPE_CHECKING:
     from .regions import RegionLoader
@@ -50,11 +52,13 @@ class Volume:
         stores: StoreRegistry | None = None,
         compress: str | None = DEFAULT_COMPRESSION,
         locking: bool = False,
+        retry: RetryPolicy | None = None,
+        timeout: float | None = None,
     ):
         self._args = dict(
             url=url, fill_missing=fill_missing, bounded=bounded, lru_bytes=lru_bytes, cache=cache,
-            cache_bytes=cache_bytes, parallel=parallel, progress=progress, secrets=secrets, stores=stores,
-            compress=compress, locking=locking,
+            cache_bytes=cache_bytes, parallel=check_parallel(parallel), progress=progress, secrets=secrets,
+            stores=stores, compress=compress, locking=locking, retry=with_timeout(retry, timeout),
         )
         self._setup(mip, info=None)
 
@@ -75,12 +79,7 @@ class Volume:
         self._disk: DiskCache | None = None
         if cache:
             self._disk = DiskCache(default_cache_dir() if cache is True else os.fspath(cache), cache_bytes)
-        opts: dict[str, Any] = {}
-        if secrets is not None:
-            opts["secrets"] = secrets
-        if parallel is not None:
-            opts["parallel"] = parallel
-        self._store: Store = (stores or StoreRegistry()).open(url, **opts)
+        self._store: Store = (stores or StoreRegistry()).open(url, **store_options(secrets, parallel, a.get("retry")))
         self.parallel = int(parallel) if parallel else self._store.default_parallel
         if self.parallel < 1:
             raise RequestError(f"parallel must be >= 1, got {parallel}")
@@ -388,6 +387,7 @@ class Volume:
         secrets: Any = None,
         parallel: int | None = None,
         stores: StoreRegistry | None = None,
+        retry: RetryPolicy | None = None,
         **encoding_options: Any,
     ) -> "Volume":
         """Write a new volume's ``info`` and open it.
@@ -398,23 +398,20 @@ class Volume:
         for ~1 GiB shards), a dict of the spec's fields, or a :class:`Sharding`.
         ``encoding_options`` become scale fields (``jpeg_quality=90``,
         ``compressed_segmentation_block_size=(8, 8, 8)``, ...). An existing, different ``info``
-        is an error unless ``overwrite=True``. ``secrets``, ``parallel`` and ``stores`` are
-        passed to the store and the returned Volume, never into ``info``.
+        is an error unless ``overwrite=True``. ``secrets``, ``parallel``, ``stores`` and ``retry``
+        are passed to the store and the returned Volume, never into ``info``.
         """
         info = _create.build_info(
             data_type=data_type, layer_type=layer_type, size=size, chunk_size=chunk_size,
             resolution=resolution, voxel_offset=voxel_offset, num_channels=num_channels,
             encoding=encoding, sharding=sharding, **encoding_options,
         )
-        opts: dict[str, Any] = {}
-        if secrets is not None:
-            opts["secrets"] = secrets
-        if parallel is not None:
-            opts["parallel"] = parallel
-        store = (stores or StoreRegistry()).open(url, **opts)
+        parallel = check_parallel(parallel)
+        store = (stores or StoreRegistry()).open(url, **store_options(secrets, parallel, retry))
         _create.write_info(store, info, overwrite)
         store.close()
-        return cls(url, compress=compression, secrets=secrets, parallel=parallel, stores=stores)
+        return cls(url, compress=compression, secrets=secrets, parallel=parallel, stores=stores, retry=retry)
+
 
     def __setitem__(self, key: Any, array: Any) -> None:
         _writer.write(self, key, array, self._mip)
@@ -494,6 +491,7 @@ class Volume:
         from .points import read_points
 
         return read_points(self, points, self._mip_index(mip))
+
 
 
 def _shard_batches(scale: Scale, pastes: list[Paste], most: int = 512) -> list[list[Paste]]:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import ssl
+import time
 from typing import Any, Iterable, Iterator, Sequence
 from urllib.parse import quote, unquote
 
@@ -42,6 +43,8 @@ ACCEPT_ENCODING = "gzip, br, zstd"
 #: to RetryPolicy (total=0 for connect/read/status means "raise at once")
 _FOLLOW_REDIRECTS = urllib3.Retry(total=None, connect=0, read=0, status=0, other=0, redirect=10,
                                   raise_on_redirect=True, raise_on_status=False)
+#: a body is read in pieces of this size, the time limit checked between them
+_PIECE = 1 << 20
 #: characters left as they are in a URL path (a "%" keeps escapes the user already wrote)
 _SAFE = "/:@!$&'()*+,;=-._~%"
 
@@ -55,12 +58,29 @@ class _Response:
         self.reason = r.reason or ""
         self.headers = r.headers  # case-insensitive
 
-    def read(self) -> bytes:
-        data = self._r.read(decode_content=False)
+    def read(self, until: float | None = None) -> bytes:
+        """The whole body; past ``until`` (``time.monotonic()``) a :class:`Transient`."""
+        if until is None:
+            data = self._r.read(decode_content=False)
+        else:
+            parts = []
+            while True:
+                part = self._r.read1(_PIECE, decode_content=False)  # what has come, not a full piece
+                if not part:
+                    break
+                parts.append(part)
+                if time.monotonic() > until:
+                    got = sum(map(len, parts))
+                    self._r.close()  # not drained: the rest may never come
+                    self._closed = True
+                    raise Transient(f"the answer came too slowly: {got} bytes before the time limit")
+            data = parts[0] if len(parts) == 1 else b"".join(parts)
         self._read = True
         return data
 
     def close(self) -> None:
+        if getattr(self, "_closed", False):
+            return
         if not getattr(self, "_read", False):
             try:  # an unread body (an error answer, a HEAD) must go before the connection is reused
                 self._r.drain_conn()
@@ -74,7 +94,8 @@ class _Pool:
     """A urllib3 connection pool: about half the CPU per request of a ``requests.Session``
     (0.25 vs 0.47 ms measured here), which matters at hundreds of chunk requests a second."""
 
-    def __init__(self, parallel: int, secrets: dict[str, Any], base_url: str, timeout: tuple[float, float]):
+    def __init__(self, parallel: int, secrets: dict[str, Any], base_url: str, timeout: tuple[float, float],
+                 deadline: float | None = None):
         headers = dict(secrets.get("headers") or {})
         auth = secrets.get("auth")
         netloc = urllib3.util.parse_url(base_url)
@@ -94,12 +115,15 @@ class _Pool:
         fetcher = None
         if not proxy and netloc.scheme in ("http", "https") and netloc.host:
             tls = ssl.create_default_context(cafile=bundle) if netloc.scheme == "https" else None
-            fetcher = Fetcher(netloc.scheme, netloc.host.strip("[]"), netloc.port, headers, timeout, tls, parallel)
+            fetcher = Fetcher(netloc.scheme, netloc.host.strip("[]"), netloc.port, headers, timeout, tls, parallel,
+                              deadline=deadline)
         self.fast = FastGets(fetcher, parallel)
 
-    def request(self, method: str, url: str, headers: dict[str, str]) -> _Response:
+    def request(self, method: str, url: str, headers: dict[str, str],
+                timeout: tuple[float, float] | None = None) -> _Response:
+        kw = {} if timeout is None else {"timeout": urllib3.Timeout(connect=timeout[0], read=timeout[1])}
         r = self.pm.request(method, url, headers={**self.headers, **headers}, preload_content=False,
-                            decode_content=False, retries=_FOLLOW_REDIRECTS)
+                            decode_content=False, retries=_FOLLOW_REDIRECTS, **kw)
         return _Response(r)
 
     def close(self) -> None:
@@ -131,8 +155,8 @@ class HTTPStore(Store):
         if _client is None:
             sec, size = _check_secrets(secrets), int(parallel or self.default_parallel)
             base = f"{url.scheme}://{url.netloc}/"
-            timeout = self.retry.timeout
-            _client = SharedClient(lambda: _Pool(size, sec, base, timeout), lambda p: p.close())
+            timeout, deadline = self.retry.timeout, self.retry.deadline
+            _client = SharedClient(lambda: _Pool(size, sec, base, timeout, deadline), lambda p: p.close())
         self._client = _client
         # the user:password@ part of a URL is for requests, never for messages
         self._public_netloc = url.netloc.rpartition("@")[2]
@@ -153,10 +177,10 @@ class HTTPStore(Store):
         return f"HTTPStore({self._public('')!r})"
 
     # -- one request ---------------------------------------------------------------------------
-    def _send(self, method: str, key: str, headers: dict[str, str]) -> _Response:
+    def _send(self, method: str, key: str, headers: dict[str, str], until: float | None = None) -> _Response:
         """Send a request; raise :class:`Transient` for what a retry may fix."""
         try:
-            r = self._client.get().request(method, self._key_url(key), headers)
+            r = self._client.get().request(method, self._key_url(key), headers, self.retry.timeouts(until))
         except urllib3.exceptions.MaxRetryError as e:
             if e.reason is None or "redirect" in str(e.reason).lower():
                 raise RequestError(f"GET {self._public(key)}: too many redirects") from None
@@ -169,10 +193,11 @@ class HTTPStore(Store):
         return r
 
     @staticmethod
-    def _body(r: _Response) -> bytes:
-        """The body exactly as sent (no decoding); a short or broken body is retried."""
+    def _body(r: _Response, until: float | None = None) -> bytes:
+        """The body exactly as sent (no decoding); a short or broken body is retried. It is
+        read in pieces so that a server trickling bytes cannot hold it past ``until``."""
         try:
-            return r.read()
+            return r.read(until)
         except (urllib3.exceptions.HTTPError, ConnectionError, TimeoutError) as e:
             raise Transient(f"{type(e).__name__} while reading the body: {_short(e)}") from None
         finally:
@@ -180,25 +205,30 @@ class HTTPStore(Store):
 
     # -- Store ---------------------------------------------------------------------------------
     def get(self, key: str, byte_range: ByteRange | None = None) -> bytes | None:
+        return self._get(key, byte_range, self.retry.until())
+
+    def _get(self, key: str, byte_range: ByteRange | None, until: float | None) -> bytes | None:
+        """``get``, all of it over by ``until`` (``time.monotonic()``, None: no bound)."""
         what = f"GET {self._public(key)}"
         if byte_range is None:
-            return self.retry.call(lambda: self._get_whole(key, what), what)
+            return self.retry.call(lambda: self._get_whole(key, what, until), what, until)
         start, end = int(byte_range[0]), int(byte_range[1])
         if start < 0:
             raise RequestError(f"{what}: byte range {byte_range} starts before 0")
         if end <= start:
             return b"" if self.exists(key) else None
-        return self.retry.call(lambda: self._get_range(key, start, end, what), f"{what} bytes={start}-{end - 1}")
+        return self.retry.call(lambda: self._get_range(key, start, end, what, until), f"{what} bytes={start}-{end - 1}",
+                               until)
 
-    def _get_whole(self, key: str, what: str) -> bytes | None:
-        r = self._send("GET", key, {"Accept-Encoding": ACCEPT_ENCODING})
+    def _get_whole(self, key: str, what: str, until: float | None) -> bytes | None:
+        r = self._send("GET", key, {"Accept-Encoding": ACCEPT_ENCODING}, until)
         if r.status_code in (404, 410):
             r.close()
             return None
         if not 200 <= r.status_code < 300 or r.status_code == 206:
             r.close()
             raise status_error(what, r.status_code, r.reason)
-        return self._decoded(key, self._body(r), r.headers.get("Content-Encoding", ""))
+        return self._decoded(key, self._body(r, until), r.headers.get("Content-Encoding", ""))
 
     def _decoded(self, key: str, data: bytes | bytearray, encodings: str) -> bytes:
         # "gzip, br" means gzip was applied first: undo in reverse order
@@ -218,7 +248,8 @@ class HTTPStore(Store):
             yield from super().iter_get(keys)
             return
         headers = {"Accept-Encoding": ACCEPT_ENCODING}
-        yield from fast.stream(keys, lambda k: (self._key_path(k), headers), self._finish, self.get, expected_bytes)
+        yield from fast.stream(keys, lambda k: (self._key_path(k), headers), self._finish, self.get, expected_bytes,
+                               redo_until=lambda k, until: self._get(k, None, until), describe=self._public)
 
     def _finish(self, key: str, answer: Reply) -> bytes | None | object:
         if answer.status != 200:
@@ -229,8 +260,8 @@ class HTTPStore(Store):
             return Later(lambda: self._decoded(key, data, encodings))
         return bytes(answer.body)
 
-    def _get_range(self, key: str, start: int, end: int, what: str) -> bytes | None:
-        r = self._send("GET", key, {"Range": f"bytes={start}-{end - 1}", "Accept-Encoding": "identity"})
+    def _get_range(self, key: str, start: int, end: int, what: str, until: float | None) -> bytes | None:
+        r = self._send("GET", key, {"Range": f"bytes={start}-{end - 1}", "Accept-Encoding": "identity"}, until)
         if r.status_code in (404, 410):
             r.close()
             return None
@@ -238,11 +269,11 @@ class HTTPStore(Store):
             r.close()
             return b""
         if r.status_code == 200:  # Range ignored: we got everything, keep our part
-            return self._body(r)[start:end]
+            return self._body(r, until)[start:end]
         if r.status_code != 206:
             r.close()
             raise status_error(what, r.status_code, r.reason)
-        body = self._body(r)
+        body = self._body(r, until)
         check_span(body, r.headers.get("Content-Range"), start)  # never bytes from the wrong place
         return body[: end - start]
 

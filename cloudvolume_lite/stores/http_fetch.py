@@ -11,6 +11,13 @@ Bodies are received straight into one buffer each (``recv_into``), never joined 
 and the buffers are reused within a call: fresh 256 KiB buffers cost more in page faults
 (~90 us each) than the rest of the request. Idle connections are kept between calls; each call
 owns the connections it uses.
+
+How many requests are in flight adapts to the server (:class:`~.window.Window`): few at
+first, more while answers come back healthy, fewer when it refuses, resets, throttles or
+leaves a request unanswered far longer than usual. Such a stuck request is sent again on a
+fresh connection (twice at most). A request that takes longer than ``deadline`` in all, even
+while bytes trickle in, fails for good (``Failure.final``): sending it again would only wait
+as long again.
 """
 
 from __future__ import annotations
@@ -25,10 +32,18 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Iterable, Iterator
 
+from .window import Window
+
 MAX_HEAD = 64 * 1024  # an answer's status line and headers, at most
 _HEAD_READ = 16 * 1024  # headers are small; the body goes straight into its buffer
 _STALE = "stale keep-alive connection"
 _WOULD_BLOCK = (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError, InterruptedError)
+#: answers that say "too much, slow down" (S3's SlowDown is a 503)
+OVERLOAD_STATUS = frozenset({429, 502, 503, 504})
+#: how often one request is sent again after it got stuck
+_RESENDS = 3
+#: requests in flight before the first answers say more would be welcome
+INITIAL_WINDOW = 32
 
 
 @dataclass
@@ -43,16 +58,18 @@ class Reply:
 
 @dataclass
 class Failure:
-    """No usable answer; ``reason`` says why (for logs: the caller retries the slow way)."""
+    """No usable answer; ``reason`` says why. The caller retries the slow way, unless
+    ``final``: the request ran out of time in all (see ``Fetcher``'s ``deadline``)."""
 
     reason: str
+    final: bool = False
 
 
 class _Conn:
     """One connection and the request it carries."""
 
     __slots__ = ("sock", "reused", "state", "events", "tag", "request", "out", "head", "body", "got",
-                 "reply", "result", "deadline", "closing", "spare")
+                 "reply", "result", "deadline", "closing", "spare", "sent_at", "born", "first_byte", "resends", "overload")
 
     def __init__(self, sock: socket.socket, reused: bool, state: str):
         self.sock = sock
@@ -70,25 +87,36 @@ class _Conn:
         self.deadline = 0.0
         self.closing = False  # the server said it closes the connection after this answer
         self.spare: dict[int, list[bytearray]] = {}  # the call's reusable body buffers
+        self.sent_at = 0.0  # time.monotonic() when this try of the request was sent
+        self.born = 0.0  # ... and when its first try was (the deadline counts from there)
+        self.first_byte = 0.0  # ... and when its answer began (0: not yet)
+        self.resends = 0  # how often this request was sent again after getting stuck
+        self.overload = True  # whether a failure here is a sign of overload (not of odd framing)
 
 
 class _Broken(Exception):
     """This connection cannot carry the request any further."""
 
 
+class _Unusual(_Broken):
+    """An answer the fetcher does not handle (chunked framing, say): no sign of overload."""
+
+
 class Fetcher:
     """GETs against one origin (``scheme://host:port``), driven by the thread that iterates.
 
     ``headers`` go with every request; ``timeout`` is (connect, read) in seconds, the read
-    timeout being the longest silence allowed while a request is outstanding. At most ``limit``
-    requests are in flight across all the calls of all threads (and as many connections kept).
-    A call also stops adding requests once its bodies in flight would pass ``max_bytes`` (judged
-    by the bodies it has seen so far), so big chunks do not multiply memory by ``limit``.
+    timeout being the longest silence allowed while a request is outstanding; ``deadline``
+    (seconds, or None) bounds a request in all. At most ``limit`` requests are in flight across
+    all the calls of all threads (and as many connections kept), fewer while the server shows
+    overload (``window``). A call also stops adding requests once its bodies in flight would
+    pass ``max_bytes`` (judged by the bodies it has seen so far), so big chunks do not multiply
+    memory by ``limit``.
     """
 
     def __init__(self, scheme: str, host: str, port: int | None, headers: dict[str, str],
                  timeout: tuple[float, float], ssl_context: ssl.SSLContext | None = None, limit: int = 64,
-                 max_bytes: int = 128 * 2**20):
+                 max_bytes: int = 128 * 2**20, deadline: float | None = None, initial: int = INITIAL_WINDOW):
         if scheme not in ("http", "https"):
             raise ValueError(f"Fetcher speaks http and https, not {scheme!r}")
         self.scheme, self.host = scheme, host
@@ -102,8 +130,9 @@ class Fetcher:
         self._addr: tuple[float, tuple] | None = None  # (when resolved, getaddrinfo entry)
         self._lock = threading.Lock()
         self._max_idle = max(1, limit)
-        self._slots = threading.BoundedSemaphore(max(1, limit))
+        self.window = Window(limit, initial)
         self.max_bytes = max_bytes
+        self.deadline = deadline
 
     # -- connections ---------------------------------------------------------------------------
     def _take_idle(self) -> socket.socket | None:
@@ -155,14 +184,16 @@ class Fetcher:
         # requests are taken as they are sent, not all at once: making one may cost something
         # (an S3 signature), and that should overlap the first answers' wait
         source = iter(requests)
-        todo: deque[tuple[object, str, dict[str, str]]] = deque()  # stale ones to resend first
+        # ones to send again first (stale or stuck): (tag, path, headers, first sent at, resends)
+        todo: deque[tuple[object, str, dict[str, str], float, int]] = deque()
+        window = self.window
 
         def more() -> bool:
             if not todo:
                 item = next(source, None)
                 if item is None:
                     return False
-                todo.append(item)
+                todo.append((*item, 0.0, 0))
             return True
 
         spare: dict[int, list[bytearray]] = {}  # body buffers to reuse, by length
@@ -176,45 +207,71 @@ class Fetcher:
         def finish(conn: _Conn) -> None:
             busy.discard(conn)
             done.append(conn)
-            self._slots.release()
-            if conn.reply is not None:
+            window.release()
+            reply = conn.result
+            if isinstance(reply, Reply):
                 seen[0] += 1
-                seen[1] += len(conn.reply.body)
+                seen[1] += len(reply.body)
+                if reply.status in OVERLOAD_STATUS:
+                    window.congested(conn.sent_at)
+                else:
+                    window.healthy(conn.first_byte - conn.sent_at)
+            elif isinstance(reply, Failure) and reply.reason != _STALE and conn.overload:
+                window.congested(conn.sent_at)
 
         def room() -> bool:
             return len(busy) < 2 or (len(busy) + 1) * seen[1] <= self.max_bytes * seen[0]
 
+        def give_up(conn: _Conn, failure: Failure) -> None:
+            self._close(conn, sel)
+            conn.result = failure
+            finish(conn)
+
         try:
             while more() or busy:
                 # another call may hold every slot: wait for one only when there is nothing to do
-                while more() and room() and self._slots.acquire(blocking=not busy and not done):
-                    tag, path, headers = todo.popleft()
+                while more() and room() and window.acquire(blocking=not busy and not done):
+                    tag, path, headers, first_sent, resends = todo.popleft()
                     conn = self._connection()
                     if isinstance(conn, Failure):
-                        self._slots.release()
+                        window.release()
+                        window.congested(time.monotonic())
                         yield tag, conn
                         continue
                     self._start(conn, tag, path, headers, spare)
+                    conn.born, conn.resends = first_sent or conn.sent_at, resends
                     busy.add(conn)
                     self._advance(conn, sel)
                     if conn.result is not None:
                         finish(conn)
                 if busy and not done:
-                    wait = max(0.0, min(c.deadline for c in busy) - time.monotonic())
+                    stuck = window.stuck_after()
+                    wait = max(0.0, min(self._next_check(c, stuck) for c in busy) - time.monotonic())
                     for key, _ in sel.select(wait):
                         conn = key.data
                         self._advance(conn, sel)
                         if conn.result is not None:
                             finish(conn)
                     now = time.monotonic()
-                    for conn in [c for c in busy if c.deadline <= now]:
-                        self._close(conn, sel)
-                        conn.result = Failure(f"no answer within {self._limit(conn):g} s (while in {conn.state})")
-                        finish(conn)
+                    for conn in [c for c in busy if self._next_check(c, stuck) <= now]:
+                        if self.deadline is not None and now - conn.born >= self.deadline:
+                            give_up(conn, Failure(f"no complete answer within {self.deadline:g} s (in {conn.state}, "
+                                                  f"{conn.got} bytes of the body so far)", final=True))
+                        elif conn.deadline <= now:
+                            give_up(conn, Failure(f"no answer within {self._limit(conn):g} s (while in {conn.state})"))
+                        elif conn.resends < _RESENDS:  # stuck: overload; send it again on a fresh connection
+                            self._close(conn, sel)
+                            busy.discard(conn)
+                            window.release()
+                            window.stuck(conn.sent_at)
+                            todo.appendleft((conn.tag, *conn.request, conn.born, conn.resends + 1))
+                        else:
+                            give_up(conn, Failure(f"no answer after {now - conn.born:.1f} s, sent {_RESENDS + 1} "
+                                                  "times, while answers usually come much sooner"))
                 finished, done = done, []
                 for conn in finished:
                     if isinstance(conn.result, Failure) and conn.result.reason == _STALE:
-                        todo.appendleft((conn.tag, *conn.request))
+                        todo.appendleft((conn.tag, *conn.request, conn.born, conn.resends))
                         continue
                     yield conn.tag, conn.result  # type: ignore[misc]
                     if isinstance(conn.result, Reply) and isinstance(conn.result.body, bytearray):
@@ -223,8 +280,18 @@ class Fetcher:
         finally:
             for conn in busy:
                 self._close(conn, sel)
-                self._slots.release()
+                window.release()
             sel.close()
+
+    def _next_check(self, conn: _Conn, stuck: float | None) -> float:
+        """When ``conn`` must be looked at even if nothing arrives: its silence limit, its
+        deadline in all, or (no answer begun yet) the moment it would count as stuck."""
+        t = conn.deadline
+        if self.deadline is not None:
+            t = min(t, conn.born + self.deadline)
+        if stuck is not None and not conn.first_byte:
+            t = min(t, conn.sent_at + stuck)
+        return t
 
     def _connection(self) -> _Conn | Failure:
         sock = self._take_idle()
@@ -240,7 +307,8 @@ class Fetcher:
         conn.tag, conn.request, conn.spare = tag, (path, headers), spare
         lines = [f"GET {path} HTTP/1.1"] + [f"{k}: {v}" for k, v in {**self._fixed, **headers}.items()]
         conn.out = memoryview(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
-        conn.deadline = time.monotonic() + self._limit(conn)
+        conn.sent_at = time.monotonic()
+        conn.deadline = conn.sent_at + self._limit(conn)
 
     def _limit(self, conn: _Conn) -> float:
         return self.timeout[0] if conn.state in ("connect", "handshake") else self.timeout[1]
@@ -276,6 +344,7 @@ class Fetcher:
         except (_Broken, OSError) as e:
             # a kept-alive connection the server closed meanwhile: not a failure, just reconnect
             stale = conn.reused and not conn.head and conn.state in ("send", "head")
+            conn.overload = not isinstance(e, _Unusual)
             self._close(conn, sel)
             conn.result = Failure(_STALE if stale else str(e))
             return
@@ -326,12 +395,14 @@ class Fetcher:
                         return selectors.EVENT_READ
                     if not data:
                         raise _Broken("connection closed before an answer")
+                    if not conn.head:
+                        conn.first_byte = time.monotonic()
                     conn.head += data
                     end = conn.head.find(b"\r\n\r\n")
                     if end >= 0:
                         break
                     if len(conn.head) > MAX_HEAD:
-                        raise _Broken("answer headers too long")
+                        raise _Unusual("answer headers too long")
                 self._parse_head(conn, end)
                 conn.state = "body"
             if conn.state == "body":
@@ -359,15 +430,15 @@ class Fetcher:
         rest = conn.head[end + 4:]
         parts = lines[0].split(" ", 2)
         if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or not parts[1].isdigit():
-            raise _Broken(f"not an HTTP/1.x answer: {lines[0][:80]!r}")
+            raise _Unusual(f"not an HTTP/1.x answer: {lines[0][:80]!r}")
         status = int(parts[1])
         if 100 <= status < 200:
-            raise _Broken(f"interim answer {status}")  # never asked for; the slow path copes
+            raise _Unusual(f"interim answer {status}")  # never asked for; the slow path copes
         headers: dict[str, str] = {}
         for line in lines[1:]:
             name, sep, value = line.partition(":")
             if not sep:
-                raise _Broken(f"malformed header line {line[:80]!r}")
+                raise _Unusual(f"malformed header line {line[:80]!r}")
             name, value = name.strip().lower(), value.strip()
             headers[name] = f"{headers[name]}, {value}" if name in headers else value
         keep = headers.get("connection", "").lower()
@@ -375,16 +446,16 @@ class Fetcher:
         conn.reply = Reply(status, parts[2] if len(parts) > 2 else "", headers, b"")
         if status in (204, 304):
             if rest:
-                raise _Broken("bytes after a bodiless answer")
+                raise _Unusual("bytes after a bodiless answer")
             return
         if "transfer-encoding" in headers or "content-length" not in headers:
-            raise _Broken("answer framed without Content-Length")
+            raise _Unusual("answer framed without Content-Length")
         try:
             length = int(headers["content-length"])
         except ValueError:
-            raise _Broken(f"bad Content-Length {headers['content-length']!r}") from None
+            raise _Unusual(f"bad Content-Length {headers['content-length']!r}") from None
         if length < 0 or len(rest) > length:
-            raise _Broken("answer longer than its Content-Length")
+            raise _Unusual("answer longer than its Content-Length")
         free = conn.spare.get(length)
         conn.body = free.pop() if free else bytearray(length)
         conn.body[: len(rest)] = rest

@@ -2,8 +2,8 @@
 
 Retry policy: a request that fails with HTTP 408/429/5xx, a dropped or reset connection, a
 timeout or a corrupt transfer (checksum or length mismatch) is tried again after a jittered
-exponential backoff, up to ``attempts`` tries in all; then :class:`StoreError` names the URL,
-the last status and the number of attempts. A 404 is an answer ("absent"), never retried; other
+exponential backoff, up to ``attempts`` tries in all and within ``deadline`` seconds in all;
+then :class:`StoreError` names the URL, the last status and the number of attempts. A 404 is an answer ("absent"), never retried; other
 4xx answers are the caller's problem and fail at once. The backends turn off their SDKs' own
 retries so that this is the only policy in force (no retries multiplied by retries).
 """
@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Generic, Sequence, TypeVar
 
-from ..errors import StoreError
+from ..errors import RequestError, StoreError
 from .base import ByteRange
 
 T = TypeVar("T")
@@ -51,8 +51,11 @@ class RetryPolicy:
     """Bounded, jittered exponential backoff plus per-request timeouts.
 
     ``attempts`` counts tries, not retries: ``attempts=1`` never retries. ``connect_timeout`` and
-    ``read_timeout`` (seconds) bound each request; ``read_timeout`` is the longest silence
-    allowed while a response arrives, not a limit on the whole transfer.
+    ``read_timeout`` (seconds) bound each try; ``read_timeout`` is the longest silence allowed
+    while a response arrives. ``deadline`` (seconds, or None for no bound) is the most one
+    request may take in all, every try, wait and byte included: it is what ends a read from a
+    server that trickles bytes forever. Pass one to a Volume as
+    ``Volume(url, retry=cvl.RetryPolicy(...))``; ``Volume(url, timeout=s)`` sets the deadline.
     """
 
     attempts: int = 8  # waits of at most 0.25, 0.5, ... 16 s: rides out ~30 s of throttling
@@ -60,10 +63,30 @@ class RetryPolicy:
     max_delay: float = 16.0
     connect_timeout: float = 10.0
     read_timeout: float = 60.0
+    #: a silent server costs one read_timeout on the fast path and one on the careful path:
+    #: about two minutes, then a named error
+    deadline: float | None = 120.0
 
     def __post_init__(self) -> None:
-        if self.attempts < 1:
-            raise ValueError(f"RetryPolicy.attempts must be >= 1, got {self.attempts}")
+        if isinstance(self.attempts, bool) or not isinstance(self.attempts, int) or self.attempts < 1:
+            raise RequestError(f"RetryPolicy.attempts must be an int >= 1, got {self.attempts!r}")
+        for name in ("base_delay", "max_delay", "connect_timeout", "read_timeout", "deadline"):
+            v = getattr(self, name)
+            if v is None and name == "deadline":
+                continue
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0 or v != v:
+                raise RequestError(f"RetryPolicy.{name} must be a number of seconds > 0, got {v!r}")
+
+    def until(self) -> float | None:
+        """The ``time.monotonic()`` by which a request starting now must end (None: no bound)."""
+        return None if self.deadline is None else time.monotonic() + self.deadline
+
+    def timeouts(self, until: float | None) -> tuple[float, float]:
+        """(connect, read) timeouts for one try, shortened to what is left before ``until``."""
+        if until is None:
+            return self.timeout
+        left = max(0.001, until - time.monotonic())
+        return (min(self.connect_timeout, left), min(self.read_timeout, left))
 
     @property
     def timeout(self) -> tuple[float, float]:
@@ -78,27 +101,42 @@ class RetryPolicy:
             delay = max(delay, min(retry_after, self.max_delay))
         return delay
 
-    def call(self, fn: Callable[[], T], what: str) -> T:
+    def call(self, fn: Callable[[], T], what: str, until: float | None = None) -> T:
         """Run ``fn`` until it returns or raises something other than :class:`Transient`.
 
         ``what`` names the request in the final error (``"GET https://host/key"``); it must not
-        hold credentials.
+        hold credentials. ``until`` (``time.monotonic()``) ends the retries sooner than the
+        ``deadline`` counted from now would (a request that already spent time elsewhere).
         """
+        start = time.monotonic()
+        end = self.until() if until is None else until
         last: Transient | None = None
-        for attempt in range(1, self.attempts + 1):
+        attempt = 0
+        while attempt < self.attempts:
+            attempt += 1
             try:
                 return fn()
             except Transient as e:
                 last = e
             if attempt < self.attempts:
-                time.sleep(self.backoff(attempt, last.retry_after))
+                delay = self.backoff(attempt, last.retry_after)
+                if end is not None and time.monotonic() + delay >= end:
+                    break
+                time.sleep(delay)
         assert last is not None
         status = f"HTTP {last.status}" if last.status is not None else "no HTTP status"
-        tries = "attempt" if self.attempts == 1 else "attempts"
+        tries = "attempt" if attempt == 1 else "attempts"
+        if attempt < self.attempts or (end is not None and time.monotonic() >= end):
+            raise StoreError(
+                f"{what} failed: {status} ({last.reason}) after {attempt} {tries} in "
+                f"{time.monotonic() - start:.0f} s, its time limit; "
+                "the server is too slow or keeps failing: try again later, lower `parallel`, or allow more time "
+                "with Volume(..., timeout=SECONDS) or Volume(..., retry=cvl.RetryPolicy(deadline=SECONDS))"
+            )
         raise StoreError(
-            f"{what} failed: {status} ({last.reason}) after {self.attempts} {tries}; "
+            f"{what} failed: {status} ({last.reason}) after {attempt} {tries}; "
             "the server or the network kept failing: try again later, lower `parallel`, "
-            "or allow more attempts with a RetryPolicy"
+            "or allow more attempts with Volume(..., retry=cvl.RetryPolicy(attempts=N))"
         )
 
 

@@ -10,7 +10,8 @@ import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Callable, Iterable, Iterator
 
-from .http_fetch import Fetcher, Reply
+from ..errors import StoreError
+from .http_fetch import Failure, Fetcher, Reply
 
 #: what a ``finish`` function returns for an answer it cannot use: do that key the slow way
 REDO = object()
@@ -68,12 +69,17 @@ class FastGets:
 
     def stream(self, keys: list[str], request: Callable[[str], tuple[str, dict[str, str]]],
                finish: Callable[[str, Reply], "bytes | None | object"], redo: Callable[[str], bytes | None],
-               expected_bytes: int | None = None) -> Iterator[tuple[str, bytes | None]]:
+               expected_bytes: int | None = None,
+               redo_until: Callable[[str, float | None], bytes | None] | None = None,
+               describe: Callable[[str], str] | None = None) -> Iterator[tuple[str, bytes | None]]:
         """``(key, data)`` for each key, as they finish; ``request(key)`` is its (path, headers).
 
         ``finish(key, reply)`` turns an answer into the object's bytes (``None``: absent),
         :data:`REDO` or a :class:`Later`; failures and REDOs go to ``redo(key)``, whose errors
         are raised here. ``finish`` must copy what it keeps: the reply's buffer is reused.
+        ``redo_until(key, until)``, when given, is used instead of ``redo`` and told when the
+        key's time (the fetcher's ``deadline``, counted from its first try) runs out. A key
+        that ran out of time on the fetcher is a :class:`StoreError` naming ``describe(key)``.
 
         If the first :data:`GIVE_UP` answers are all failures or REDOs (a proxy that refuses us,
         an endpoint in another region, credentials the fetcher cannot use), the rest of the keys
@@ -84,6 +90,18 @@ class FastGets:
         pending: dict[Future, tuple[str, bool]] = {}  # future -> (key, is it a redo)
         answered: set[str] = set()
         tally = [0, 0]  # this call's keys streamed, redone
+        deadline = self.fetcher.deadline
+        sent: dict[str, float] = {}  # key -> when its first try went out
+
+        def ask(key: str) -> tuple[str, str, dict[str, str]]:
+            sent[key] = time.monotonic()
+            return (key, *request(key))
+
+        def again(key: str) -> Future:
+            if redo_until is None:
+                return self._slow_lane().submit(redo, key)
+            until = None if deadline is None else sent.get(key, time.monotonic()) + deadline
+            return self._slow_lane().submit(redo_until, key, until)
 
         def settle(key: str, value: object) -> Iterator[tuple[str, bytes | None]]:
             if isinstance(value, Later):
@@ -91,7 +109,7 @@ class FastGets:
             elif value is REDO:
                 self._count("redone")
                 tally[1] += 1
-                pending[self._slow_lane().submit(redo, key)] = (key, True)
+                pending[again(key)] = (key, True)
             else:
                 self._count("streamed")
                 tally[0] += 1
@@ -105,10 +123,14 @@ class FastGets:
                 else:
                     yield from settle(key, f.result())
 
-        fetch = self.fetcher.fetch(((k, *request(k)) for k in keys), expected_bytes)
+        fetch = self.fetcher.fetch((ask(k) for k in keys), expected_bytes)
         try:
             for key, answer in fetch:
                 answered.add(key)  # type: ignore[arg-type]
+                if isinstance(answer, Failure) and answer.final:
+                    name = describe(key) if describe is not None else key  # type: ignore[arg-type]
+                    raise StoreError(f"GET {name} failed: {answer.reason}; the server sends too slowly: try again "
+                                     "later, or allow more time with Volume(..., timeout=SECONDS)")
                 yield from settle(key, finish(key, answer) if isinstance(answer, Reply) else REDO)  # type: ignore[arg-type]
                 if tally[1] >= GIVE_UP and not tally[0]:
                     self.off_until = time.monotonic() + PAUSE

@@ -1,0 +1,122 @@
+"""How many requests to keep in flight against one server: a window that adapts to its answers.
+
+A fixed number is wrong somewhere. A cloud object store wants 100+ requests in flight to hide
+its first-byte latency; ``python -m http.server`` (a listen backlog of 5, a new connection per
+request) drops the connections it cannot accept, and 128 at once turned a 5 s read into 62 s.
+So the window grows while answers come back healthy and shrinks when the server shows
+overload, in the manner of TCP congestion control:
+
+- it starts small (``initial``) and doubles every round of healthy answers ("slow start")
+  until the first sign of overload, then grows by one per round;
+- a sign of overload halves it: a refused, reset or silent connection, a 429/502/503/504
+  answer, or requests that wait far longer than answers usually take (``stuck_after``) —
+  two or more within a few seconds; one alone is a slow answer, resent but forgiven;
+- one burst of overload cuts it once: signals from requests sent before the last cut are
+  the same overload seen late, not a new one;
+- it never exceeds ``limit`` (the user's ``parallel``) nor drops below one.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+
+#: how many recent first-byte times the stuck threshold is judged from
+_SAMPLES = 64
+#: a request is stuck once it waits this many times the usual (90th percentile) first-byte time
+STUCK_FACTOR = 8.0
+#: and never sooner than this (seconds): a busy but healthy server may pause briefly.
+#: ``python -m http.server`` leaves connections it has no room for unanswered for a second
+#: or more (the client's SYN is answered but the connection not accepted) while the rest take
+#: a few milliseconds; catching them at 0.25 s rather than 1 s made its reads 3x faster.
+STUCK_FLOOR = 0.25
+#: the answers needed before anything is judged stuck (until then only timeouts count)
+_MIN_SAMPLES = 8
+#: stuck requests within this many seconds of each other are overload, not a slow answer
+_STUCK_SPAN = 5.0
+
+
+class Window:
+    """An adaptive limit on requests in flight, shared by every thread using one server.
+
+    ``acquire``/``release`` work like a semaphore whose size moves; ``healthy`` and
+    ``congested`` report each answer. Thread-safe.
+    """
+
+    def __init__(self, limit: int, initial: int = 16):
+        self.limit = max(1, int(limit))
+        self._size = float(min(self.limit, max(1, int(initial))))
+        self._threshold = float(self.limit)  # slow start until the first sign of overload
+        self._in_flight = 0
+        self._last_cut = 0.0  # time.monotonic() of the last cut
+        self._ttfb: deque[float] = deque(maxlen=_SAMPLES)
+        self._stuck: deque[float] = deque(maxlen=2)  # when the latest stuck requests were seen
+        self._cond = threading.Condition()
+        self.cuts = 0  # how often overload was seen (for tests and benchmarks)
+
+    @property
+    def size(self) -> int:
+        """Requests that may be in flight now."""
+        return max(1, int(self._size))
+
+    @property
+    def in_flight(self) -> int:
+        return self._in_flight
+
+    def acquire(self, blocking: bool = True, timeout: float | None = None) -> bool:
+        """Take a place in the window; False if none is free (without ``blocking``) or in time."""
+        with self._cond:
+            if blocking:
+                if not self._cond.wait_for(lambda: self._in_flight < self.size, timeout):
+                    return False
+            elif self._in_flight >= self.size:
+                return False
+            self._in_flight += 1
+            return True
+
+    def release(self) -> None:
+        with self._cond:
+            self._in_flight = max(0, self._in_flight - 1)
+            self._cond.notify()
+
+    def healthy(self, first_byte_s: float) -> None:
+        """An answer came back in ``first_byte_s`` seconds: grow."""
+        with self._cond:
+            self._ttfb.append(first_byte_s)
+            if self._size < self._threshold:
+                self._size = min(self._size + 1.0, self._threshold, float(self.limit))
+            else:
+                self._size = min(self._size + 1.0 / self._size, float(self.limit))
+            self._cond.notify_all()
+
+    def congested(self, sent_at: float) -> None:
+        """The server showed overload on a request sent at ``sent_at`` (``time.monotonic()``)."""
+        with self._cond:
+            if sent_at < self._last_cut:
+                return  # sent before the last cut: part of the overload already answered
+            self._size = max(1.0, self._size / 2)
+            self._threshold = max(2.0, self._size)
+            self._last_cut = time.monotonic()
+            self.cuts += 1
+
+    def stuck(self, sent_at: float) -> None:
+        """A request sent at ``sent_at`` got no answer for ``stuck_after()`` seconds."""
+        now = time.monotonic()
+        with self._cond:
+            self._stuck.append(now)
+            overload = len(self._stuck) == 2 and now - self._stuck[0] <= _STUCK_SPAN
+        if overload:
+            self.congested(sent_at)
+
+    def stuck_after(self) -> float | None:
+        """Seconds without a first byte after which a request counts as lost (and is sent
+        again on a fresh connection); ``None`` until enough answers have been seen."""
+        with self._cond:
+            if len(self._ttfb) < _MIN_SAMPLES:
+                return None
+            usual = sorted(self._ttfb)[int(0.9 * (len(self._ttfb) - 1))]
+        return max(STUCK_FLOOR, STUCK_FACTOR * usual)
+
+
+__all__ = ["STUCK_FACTOR", "STUCK_FLOOR", "Window"]
