@@ -19,22 +19,73 @@ DATA_TYPES = ("uint8", "int8", "uint16", "int16", "uint32", "int32", "uint64", "
 SHARD_HASHES = ("identity", "murmurhash3_x86_128")
 SHARD_ENCODINGS = ("raw", "gzip")
 
+# Limits on what an info may ask for. A hostile or broken info must fail as an InfoError when
+# it is parsed, not as an overflow, a NaN conversion or an absurd allocation later.
+#: |coordinate| bound (voxel_offset, size, offset + size): exact in a float64 (and in JavaScript)
+MAX_COORD = 2**53
+#: voxels times channels in one scale: numpy indexes with int64
+MAX_VOXELS = 2**63 - 1
+#: bytes of one decoded chunk (all channels); readers allocate this per chunk in flight
+MAX_CHUNK_BYTES = 2**31
+#: channels; Neuroglancer shows a handful, embeddings may have hundreds
+MAX_CHANNELS = 2**16
+#: voxels in one compressed_segmentation block (8x8x8 = 512 is usual)
+MAX_CSEG_BLOCK_VOXELS = 2**24
+#: a shard's index is 16 * 2**minishard_bits bytes and a write allocates it whole (2**20: 16 MiB)
+MAX_MINISHARD_BITS = 20
+#: resolution bounds (nm): physical coordinates (voxel * resolution) stay finite and nonzero
+RESOLUTION_RANGE = (1e-18, 1e18)
+#: nesting depth of values kept in ``extra`` (json.dumps(indent=...) recurses in Python)
+MAX_JSON_DEPTH = 64
+
 
 def _fail(source: str, what: str) -> InfoError:
     return InfoError(f"invalid info at {source}: {what}")
 
 
-def _ints(v: Any, n: int, name: str, source: str, minimum: int | None = None) -> tuple[int, ...]:
+def _short(v: Any, limit: int = 80) -> str:
+    """``repr(v)`` cut to ``limit`` characters: hostile values can be huge."""
+    try:
+        r = repr(v)
+    except RecursionError:
+        r = f"<deeply nested {type(v).__name__}>"
+    return r if len(r) <= limit else r[: limit - 3] + "..."
+
+
+def _ints(v: Any, n: int, name: str, source: str, minimum: int | None = None,
+          maximum: int = MAX_COORD) -> tuple[int, ...]:
+    """``n`` integers in ``[minimum, maximum]`` (integral floats such as ``8.0`` are accepted)."""
     if not isinstance(v, (list, tuple)) or len(v) != n:
-        raise _fail(source, f"{name} must be a list of {n} integers, got {v!r}")
+        raise _fail(source, f"{name} must be a list of {n} integers, got {_short(v)}")
+    lo = -maximum if minimum is None else minimum
     out = []
     for x in v:
-        if isinstance(x, bool) or not isinstance(x, numbers.Number) or x != int(x):
-            raise _fail(source, f"{name} must be a list of {n} integers, got {v!r}")
-        if minimum is not None and x < minimum:
-            raise _fail(source, f"{name} entries must be >= {minimum}, got {v!r}")
+        # NaN/inf would fail int(); bounds are checked before int() so 1e300 never becomes an int
+        if isinstance(x, bool) or not isinstance(x, numbers.Real) or not math.isfinite(x):
+            raise _fail(source, f"{name} must be a list of {n} integers, got {_short(v)}")
+        if not lo <= x <= maximum:
+            raise _fail(source, f"{name} entries must be in [{lo}, {maximum}], got {_short(v)}")
+        if x != int(x):
+            raise _fail(source, f"{name} must be a list of {n} integers, got {_short(v)}")
         out.append(int(x))
     return tuple(out)
+
+
+def _too_deep(value: Any, limit: int = MAX_JSON_DEPTH) -> bool:
+    """True when lists/objects nest more than ``limit`` levels (checked without recursion)."""
+    stack = [(value, 1)]
+    while stack:
+        v, depth = stack.pop()
+        if isinstance(v, Mapping):
+            children = v.values()
+        elif isinstance(v, (list, tuple)):
+            children = v
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((c, depth + 1) for c in children)
+    return False
 
 
 @dataclass(frozen=True)
@@ -58,19 +109,26 @@ class Sharding:
         for name in ("preshift_bits", "minishard_bits", "shard_bits"):
             v = obj.get(name)
             if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= 64:
-                raise _fail(source, f"sharding {name} must be an integer 0..64, got {v!r}")
+                raise _fail(source, f"sharding {name} must be an integer 0..64, got {_short(v)}")
             bits[name] = v
+        if bits["minishard_bits"] > MAX_MINISHARD_BITS:
+            raise _fail(
+                source,
+                f"sharding minishard_bits {bits['minishard_bits']} would make every shard index "
+                f"16 * 2**{bits['minishard_bits']} bytes; at most {MAX_MINISHARD_BITS} is supported "
+                "(real specs use about 0..12)",
+            )
         if bits["minishard_bits"] + bits["shard_bits"] > 64:
             raise _fail(source, "sharding minishard_bits + shard_bits must be <= 64")
         h = obj.get("hash")
-        if h not in SHARD_HASHES:
-            raise _fail(source, f"sharding hash must be one of {SHARD_HASHES}, got {h!r}")
+        if not isinstance(h, str) or h not in SHARD_HASHES:
+            raise _fail(source, f"sharding hash must be one of {SHARD_HASHES}, got {_short(h)}")
         enc = {}
         for name in ("minishard_index_encoding", "data_encoding"):
             v = obj.get(name, "raw")
-            v = "raw" if v is None else str(v).lower()
-            if v not in SHARD_ENCODINGS:
-                raise _fail(source, f"sharding {name} must be one of {SHARD_ENCODINGS}, got {v!r}")
+            v = "raw" if v is None else v.lower() if isinstance(v, str) else v
+            if not isinstance(v, str) or v not in SHARD_ENCODINGS:
+                raise _fail(source, f"sharding {name} must be one of {SHARD_ENCODINGS}, got {_short(v)}")
             enc[name] = v
         return cls(hash=h, **bits, **enc)
 
@@ -106,28 +164,40 @@ class Scale:
         if not isinstance(obj, Mapping):
             raise _fail(where, f"a scale must be an object, got {type(obj).__name__}")
         key = obj.get("key")
-        if not isinstance(key, str) or not key.strip("/"):
-            raise _fail(where, f"key must be a non-empty string, got {key!r}")
+        if not isinstance(key, str) or not key.strip("/") or any(ord(ch) < 32 for ch in key):
+            raise _fail(where, f"key must be a non-empty string without control characters, got {_short(key)}")
         size = _ints(obj.get("size"), 3, "size", where, minimum=0)
         offset = _ints(obj.get("voxel_offset", [0, 0, 0]) or [0, 0, 0], 3, "voxel_offset", where)
+        if any(abs(o + n) > MAX_COORD for o, n in zip(offset, size)):
+            raise _fail(where, f"voxel_offset + size must stay within +-{MAX_COORD}, got {list(offset)} + {list(size)}")
+        if math.prod(size) > MAX_VOXELS:
+            raise _fail(where, f"size {list(size)} holds {math.prod(size)} voxels, more than an int64 can count")
         res = obj.get("resolution")
         if (
             not isinstance(res, (list, tuple))
             or len(res) != 3
-            or not all(isinstance(r, numbers.Real) and not isinstance(r, bool) and r > 0 and math.isfinite(r) for r in res)
+            or not all(isinstance(r, numbers.Real) and not isinstance(r, bool) and math.isfinite(r)
+                       and RESOLUTION_RANGE[0] <= r <= RESOLUTION_RANGE[1] for r in res)
         ):
-            raise _fail(where, f"resolution must be 3 positive numbers (nm), got {res!r}")
+            raise _fail(where, f"resolution must be 3 positive finite numbers (nm) in "
+                               f"[{RESOLUTION_RANGE[0]:g}, {RESOLUTION_RANGE[1]:g}], got {_short(res)}")
         cs = obj.get("chunk_sizes")
         if isinstance(cs, (list, tuple)) and len(cs) == 3 and all(isinstance(c, int) for c in cs):
             cs = [cs]  # tolerate a single flat [cx, cy, cz]
         if not isinstance(cs, (list, tuple)) or not cs:
-            raise _fail(where, f"chunk_sizes must be a non-empty list of [cx, cy, cz], got {cs!r}")
+            raise _fail(where, f"chunk_sizes must be a non-empty list of [cx, cy, cz], got {_short(cs)}")
         chunk_sizes = tuple(_ints(c, 3, "chunk_sizes entry", where, minimum=1) for c in cs)
+        for c in chunk_sizes:
+            if math.prod(c) > MAX_CHUNK_BYTES:
+                raise _fail(where, f"chunk_sizes entry {list(c)} has {math.prod(c)} voxels; at most {MAX_CHUNK_BYTES} are supported")
         enc = obj.get("encoding")
         if not isinstance(enc, str) or not enc:
-            raise _fail(where, f"encoding must be a string, got {enc!r}")
+            raise _fail(where, f"encoding must be a string, got {_short(enc)}")
         block = obj.get("compressed_segmentation_block_size")
         block = None if block is None else _ints(block, 3, "compressed_segmentation_block_size", where, minimum=1)
+        if block is not None and math.prod(block) > MAX_CSEG_BLOCK_VOXELS:
+            raise _fail(where, f"compressed_segmentation_block_size {list(block)} has more than {MAX_CSEG_BLOCK_VOXELS} voxels "
+                               "per block (8x8x8 is usual)")
         sh = obj.get("sharding")
         sharding = None if sh is None else Sharding.from_json(sh, where)
         known = {
@@ -135,6 +205,9 @@ class Scale:
             "compressed_segmentation_block_size", "sharding",
         }
         extra = MappingProxyType({k: v for k, v in obj.items() if k not in known})
+        for k, v in extra.items():
+            if _too_deep(v):
+                raise _fail(where, f"{k!r} nests more than {MAX_JSON_DEPTH} levels deep")
         return cls(
             key=key, size=size, voxel_offset=offset,  # type: ignore[arg-type]
             resolution=tuple(res), chunk_sizes=chunk_sizes, encoding=enc.lower(),  # type: ignore[arg-type]
@@ -216,6 +289,11 @@ class Info:
             obj = json.loads(data)
         except (UnicodeDecodeError, json.JSONDecodeError) as e:
             raise InfoError(f"info at {source} is not valid JSON ({e}); is this a Precomputed volume?") from None
+        except RecursionError:
+            raise InfoError(
+                f"info at {source} nests JSON too deeply to parse; a Precomputed info is a few levels deep, "
+                "so this file is damaged or not an info"
+            ) from None
         return cls.from_json(obj, source)
 
     @classmethod
@@ -229,13 +307,27 @@ class Info:
         if not isinstance(dt, str) or dt.lower() not in DATA_TYPES:
             raise _fail(source, f"data_type must be one of {', '.join(DATA_TYPES)}, got {dt!r}")
         nc = obj.get("num_channels")
-        if isinstance(nc, bool) or not isinstance(nc, int) or nc < 1:
-            raise _fail(source, f"num_channels must be an integer >= 1, got {nc!r}")
+        if isinstance(nc, bool) or not isinstance(nc, int) or not 1 <= nc <= MAX_CHANNELS:
+            raise _fail(source, f"num_channels must be an integer in [1, {MAX_CHANNELS}], got {_short(nc)}")
         scales = obj.get("scales")
         if not isinstance(scales, list) or not scales:
             raise _fail(source, "scales must be a non-empty list")
         parsed = tuple(Scale.from_json(s, source, i) for i, s in enumerate(scales))
+        itemsize = np.dtype(dt.lower()).itemsize
+        for i, s in enumerate(parsed):
+            if math.prod(s.size) * nc > MAX_VOXELS:
+                raise _fail(f"{source} scales[{i}]", f"size {list(s.size)} times num_channels {nc} is more values than an int64 can count")
+            for c in s.chunk_sizes:
+                if math.prod(c) * nc * itemsize > MAX_CHUNK_BYTES:
+                    raise _fail(
+                        f"{source} scales[{i}]",
+                        f"chunk_sizes entry {list(c)} with num_channels {nc} of {dt.lower()} is "
+                        f"{math.prod(c) * nc * itemsize} bytes per chunk; at most {MAX_CHUNK_BYTES} are supported",
+                    )
         extra = MappingProxyType({k: v for k, v in obj.items() if k not in ("type", "data_type", "num_channels", "scales")})
+        for k, v in extra.items():
+            if _too_deep(v):
+                raise _fail(source, f"{k!r} nests more than {MAX_JSON_DEPTH} levels deep")
         return cls(type=t.lower(), data_type=dt.lower(), num_channels=nc, scales=parsed, extra=extra)
 
     def to_json(self) -> dict:

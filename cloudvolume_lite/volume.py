@@ -412,6 +412,16 @@ class Volume:
         store.close()
         return cls(url, compress=compression, secrets=secrets, parallel=parallel, stores=stores, retry=retry)
 
+    @classmethod
+    def from_numpy(cls, array: Any, url: str, **create_options: Any) -> "Volume":
+        """Create a volume at ``url`` holding ``array`` (X, Y, Z) or (X, Y, Z, C), write it, open it.
+
+        Defaults: ``resolution=(1, 1, 1)``, ``voxel_offset=(0, 0, 0)``, ``chunk_size`` 64³ clipped
+        to the array, ``encoding="raw"``, ``layer_type`` "segmentation" for one channel of
+        uint32/uint64 (or a segmentation encoding), else "image". Every other
+        :meth:`create` option (``compression``, ``sharding``, ``overwrite``, ...) passes through.
+        """
+        return _create.from_numpy(cls, array, url, **create_options)
 
     def __setitem__(self, key: Any, array: Any) -> None:
         _writer.write(self, key, array, self._mip)
@@ -492,6 +502,29 @@ class Volume:
 
         return read_points(self, points, self._mip_index(mip))
 
+    # -- analysis ----------------------------------------------------------------------------------
+    def download_point(self, pt: Sequence[float], size: int | Sequence[int] = 256,
+                       mip: int | Sequence[float] | None = None) -> np.ndarray:
+        """The ``(sx, sy, sz, C)`` box around ``pt`` (global voxel coordinates *at* ``mip``).
+
+        Per axis the box is ``[pt - size // 2, pt - size // 2 + size)``: for even sizes exactly
+        CloudVolume's ``[pt - size/2, pt + size/2)``; odd sizes are centred on ``pt`` (CloudVolume
+        gives ``size - 1`` voxels then). Float coordinates are floored. Unlike CloudVolume, whose
+        ``pt`` is in mip-0 coordinates, ``pt`` is in the coordinates of ``mip``, as for
+        :meth:`download`. Outside the bounds: ``OutOfBoundsError``, or zeros with ``bounded=False``.
+        """
+        from .analysis import download_point
+
+        return download_point(self, pt, size, self._mip_index(mip))
+
+    def unique(self, bbox: Bbox | Sequence[slice] | None = None,
+               mip: int | Sequence[float] | None = None) -> np.ndarray:
+        """The sorted distinct values in ``bbox`` (default: the whole scale), read block by block
+        (16 MiB or ``parallel`` chunks at a time) so memory stays bounded. Missing chunks count as 0 with
+        ``fill_missing=True``; so does the outside of the bounds with ``bounded=False``."""
+        from .analysis import unique
+
+        return unique(self, bbox, self._mip_index(mip))
 
 
 def _shard_batches(scale: Scale, pastes: list[Paste], most: int = 512) -> list[list[Paste]]:
