@@ -355,7 +355,204 @@ def gcs_bucket(gcs_client) -> str:  # noqa: ANN001
     return name
 
 
+# -- a recording proxy ----------------------------------------------------------------------------
+def refused_port() -> int:
+    """A loopback port nothing listens on (bound, read, closed): connecting to it is refused."""
+    with socket.socket() as s:
+        s.bind((LOOPBACK, 0))
+        return s.getsockname()[1]
+
+
+@dataclass(frozen=True)
+class Seen:
+    """One request that went through a :class:`RecordingProxy`; header names are lower-case."""
+
+    method: str
+    path: str  # with the query string
+    headers: dict[str, str]
+
+
+class RecordingProxy(ThreadingHTTPServer):
+    """A reverse proxy on 127.0.0.1 that forwards every request to ``upstream`` (moto,
+    fake-gcs-server) unchanged and records its request line and headers in ``seen``.
+
+    Point a client's endpoint at :attr:`url`. It forwards to the upstream directly, whatever
+    ``HTTP(S)_PROXY`` says, so tests may set those to a refused port.
+    """
+
+    daemon_threads = True
+    request_queue_size = 128
+
+    handler: type[BaseHTTPRequestHandler]  # set below, once the handler class exists
+
+    def __init__(self, upstream: str):
+        import requests
+
+        super().__init__((LOOPBACK, 0), self.handler)
+        self.upstream = upstream.rstrip("/")
+        self.lock = threading.Lock()
+        self.seen: list[Seen] = []
+        self.session = requests.Session()
+        self.session.trust_env = False  # never through the environment's proxies
+        self._thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://{LOOPBACK}:{self.server_address[1]}"
+
+    def requests(self) -> list[Seen]:
+        with self.lock:
+            return list(self.seen)
+
+    def clear(self) -> None:
+        with self.lock:
+            self.seen.clear()
+
+    def stop(self) -> None:
+        self.shutdown()
+        self.server_close()
+        self.session.close()
+
+    def handle_error(self, request, client_address) -> None:  # noqa: ANN001
+        pass  # clients that hang up early are not this proxy's business
+
+
+class _RecordingHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: RecordingProxy
+    keep_host = False  # the upstream sees its own address as Host
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        pass
+
+    def _body(self) -> bytes | None:
+        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+            parts = []
+            while True:
+                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass
+                    return b"".join(parts)
+                parts.append(self.rfile.read(size))
+                self.rfile.readline()
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length else None
+
+    def _forward(self) -> None:
+        srv = self.server
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        with srv.lock:
+            srv.seen.append(Seen(self.command, self.path, headers))
+        body = self._body()
+        dropped = ("content-length", "transfer-encoding", "connection") + (() if self.keep_host else ("host",))
+        out = {k: v for k, v in self.headers.items() if k.lower() not in dropped}
+        up = srv.session.request(self.command, srv.upstream + self.path, data=body, headers=out,
+                                 allow_redirects=False, stream=True)
+        data = up.raw.read(decode_content=False)  # the stored bytes, as they came
+        self.send_response(up.status_code)
+        for k, v in up.headers.items():
+            if k.lower() not in ("content-length", "transfer-encoding", "connection", "date", "server"):
+                self.send_header(k, v)
+        if self.command == "HEAD":
+            self.send_header("Content-Length", up.headers.get("Content-Length", "0"))
+            self.end_headers()
+            return
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    do_GET = do_PUT = do_HEAD = do_DELETE = do_POST = do_PATCH = _forward
+
+
+RecordingProxy.handler = _RecordingHandler
+
+
+class TunnelProxy(RecordingProxy):
+    """An ``HTTPS_PROXY`` on 127.0.0.1 that pretends to be every host a client CONNECTs to:
+    it records the CONNECT target in ``tunnels``, ends TLS with its own certificate (for
+    ``hosts``; trust :attr:`ca_file`), and forwards the requests inside to ``upstream`` with
+    their Host header. So an SDK can talk to its default endpoint and reach a loopback server,
+    with nothing resolved or sent anywhere else.
+    """
+
+    def __init__(self, upstream: str, hosts: tuple[str, ...], workdir: Path):
+        import ssl
+
+        self.tunnels: list[str] = []
+        self.ca_file = workdir / "tunnel-ca.pem"
+        key_file = workdir / "tunnel-key.pem"
+        _self_signed(hosts, self.ca_file, key_file)
+        self.tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.tls.load_cert_chain(self.ca_file, key_file)
+        super().__init__(upstream)
+
+
+class _TunnelHandler(_RecordingHandler):
+    server: TunnelProxy
+    keep_host = True  # virtual-hosted S3 names the bucket in it
+
+    def do_CONNECT(self) -> None:
+        with self.server.lock:
+            self.server.tunnels.append(self.path)
+        self.send_response(200, "Connection established")
+        self.end_headers()
+        self.wfile.flush()
+        try:
+            self.connection = self.server.tls.wrap_socket(self.connection, server_side=True)
+        except OSError:
+            self.close_connection = True
+            return
+        # from here on this handler serves the requests inside the tunnel
+        self.rfile = self.connection.makefile("rb", self.rbufsize)
+        self.wfile = self.connection.makefile("wb", 0)
+        self.close_connection = False
+
+
+TunnelProxy.handler = _TunnelHandler
+
+
+def _self_signed(hosts: tuple[str, ...], cert_file: Path, key_file: Path) -> None:
+    """A certificate for ``hosts`` that is its own CA (test use only)."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "cvl tunnel proxy")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(hours=1))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(h) for h in hosts]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+
+
+@pytest.fixture
+def recording_proxy() -> Iterator:
+    """``recording_proxy(upstream_url) -> RecordingProxy``; every proxy made is stopped afterwards."""
+    made: list[RecordingProxy] = []
+
+    def make(upstream: str) -> RecordingProxy:
+        made.append(RecordingProxy(upstream))
+        return made[-1]
+
+    yield make
+    for proxy in made:
+        proxy.stop()
+
+
 __all__ = [
-    "Faults", "RangeHTTPServer", "S3_SECRETS", "faulty_http_server", "gcs_bucket", "gcs_client", "gcs_endpoint",
-    "http_root", "http_server", "s3_bucket", "s3_client", "s3_endpoint", "s3_secrets",
+    "Faults", "RangeHTTPServer", "RecordingProxy", "S3_SECRETS", "Seen", "TunnelProxy", "faulty_http_server",
+    "gcs_bucket",
+    "gcs_client", "gcs_endpoint", "http_root", "http_server", "recording_proxy", "refused_port", "s3_bucket",
+    "s3_client", "s3_endpoint", "s3_secrets",
 ]

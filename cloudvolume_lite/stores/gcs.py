@@ -6,9 +6,13 @@ Credentials (``secrets``), first match wins:
   dict (it has a ``"type"`` key);
 - a dict of options: ``{"endpoint": "http://127.0.0.1:4443"}`` for an emulator (then anonymous
   unless ``"credentials"`` is given), ``"credentials"`` (path or dict as above), ``"project"``,
-  ``"anonymous": True``;
+  ``"anonymous": True``, ``"user_project"`` (requester pays: the project billed, sent as
+  ``userProject=`` with every request; ``"requester_pays": "my-project"`` is an alias, and
+  ``"requester_pays": True`` bills ``"project"``);
 - nothing: ``STORAGE_EMULATOR_HOST`` if set (emulator, anonymous), else Application Default
-  Credentials, else anonymous access (public buckets).
+  Credentials (``GOOGLE_APPLICATION_CREDENTIALS`` first: a file it names that is missing or
+  unusable is an error), else CloudVolume's ``[bucket-]google-secret.json``
+  (:mod:`.credentials`), else anonymous access (public buckets).
 
 Reads: whole objects are downloaded as stored (``Accept-Encoding: gzip``, so GCS does not
 transcode) with the crc32c/md5 in ``X-Goog-Hash`` checked, then the object's
@@ -49,6 +53,7 @@ from requests.adapters import HTTPAdapter
 
 from .. import compression
 from ..errors import RequestError, StoreError
+from . import credentials
 from .base import ByteRange, Store, check_key
 from .http_fetch import Fetcher, Reply
 from .retry import RetryPolicy, SharedClient, Transient, get_ranges_coalesced, is_retryable_status, status_error
@@ -58,7 +63,7 @@ from .url import StoreURL
 
 T = TypeVar("T")
 _SCOPES = ("https://www.googleapis.com/auth/devstorage.read_write",)
-_OPTION_KEYS = frozenset({"endpoint", "credentials", "project", "anonymous"})
+_OPTION_KEYS = frozenset({"endpoint", "credentials", "project", "anonymous", "user_project", "requester_pays"})
 _ABSENT = object()
 
 
@@ -78,15 +83,49 @@ def _load_credentials(source: str | dict) -> tuple[Any, str | None]:
                      "authorized_user JSON, or Application Default Credentials (secrets=None)")
 
 
-def _make_client(secrets: Any, parallel: int) -> storage.Client:
+def _make_client(secrets: Any, parallel: int, url: StoreURL) -> storage.Client:
     try:
-        return _build_client(secrets, parallel)
+        return _build_client(secrets, parallel, url.netloc)
+    except StoreError as e:  # a credentials file that cannot be used: it names the file
+        raise StoreError(f"cannot set up the GCS client for {url}: {e}") from None
     except (google.auth.exceptions.GoogleAuthError, OSError, ValueError) as e:
         # an unreadable key file, a bad endpoint: retrying will not help (no secrets in `e`)
-        raise StoreError(f"cannot set up the GCS client: {type(e).__name__}: {e}") from None
+        raise StoreError(f"cannot set up the GCS client for {url}: {type(e).__name__}: {_auth_reason(e)}") from None
 
 
-def _build_client(secrets: Any, parallel: int) -> storage.Client:
+def _auth_reason(e: BaseException) -> str:
+    """google-auth's message, and its cause's, without the argument tuple it would print."""
+    text = str(e.args[0]) if e.args and isinstance(e.args[0], str) else str(e)
+    cause = e.args[1] if len(e.args) > 1 and isinstance(e.args[1], BaseException) else e.__cause__
+    return _short(f"{text} ({type(cause).__name__}: {cause})" if cause is not None else text)
+
+
+def _default_credentials(bucket: str) -> tuple[Any, str | None]:
+    """Nothing explicit: GOOGLE_APPLICATION_CREDENTIALS / Application Default Credentials,
+    then CloudVolume's secret files, then nobody (``None``: public buckets only)."""
+    named = credentials.google_application_credentials()  # a StoreError if it names a bad file
+    try:
+        creds, project = google.auth.default(scopes=_SCOPES)
+        return creds, project
+    except google.auth.exceptions.DefaultCredentialsError as e:
+        if named is not None:  # google-auth found the file but could not use it
+            raise StoreError(f"the credentials file {named.path} (GOOGLE_APPLICATION_CREDENTIALS) cannot be "
+                             f"used: {_auth_reason(e)}; fix the file or unset the variable") from None
+        adc = credentials.gcloud_adc_file()
+        if adc is not None:  # there, but google-auth could not use it
+            raise StoreError(f"the application-default credentials file {adc} cannot be used: {_auth_reason(e)}; "
+                             "run `gcloud auth application-default login` again or remove the file") from None
+    found = credentials.google_secret(bucket)
+    if found is None:
+        return None, None
+    try:
+        return _load_credentials(dict(found.data))
+    except (ValueError, google.auth.exceptions.GoogleAuthError) as e:
+        raise StoreError(f"the CloudVolume secret {found.path} is not usable credentials: "
+                         f"{_auth_reason(e)}; replace it with a service-account key JSON or remove it") from None
+
+
+def _build_client(secrets: Any, parallel: int, bucket: str) -> storage.Client:
     if isinstance(secrets, (str, os.PathLike)) or (isinstance(secrets, dict) and "type" in secrets):
         secrets = {"credentials": os.fspath(secrets) if not isinstance(secrets, dict) else secrets}
     opts: dict[str, Any] = dict(secrets or {})
@@ -97,14 +136,15 @@ def _build_client(secrets: Any, parallel: int) -> storage.Client:
     if opts.get("credentials") is not None:
         creds, found = _load_credentials(opts["credentials"])
         project = project or found
-    elif not endpoint and not opts.get("anonymous"):
-        try:
-            creds, found = google.auth.default(scopes=_SCOPES)
-            project = project or found
-        except google.auth.exceptions.DefaultCredentialsError:
-            creds = None  # nobody to be: public buckets only
-    # AuthorizedSession refreshes tokens; anonymous access needs a plain session
-    session = requests.Session() if creds is None else AuthorizedSession(creds)
+    elif not endpoint and not opts.get("anonymous"):  # an emulator wants nobody
+        creds, found = _default_credentials(bucket)
+        project = project or found
+    # Always the SDK's own session type: google-cloud-core >= 2.5 asks it about mTLS. Anonymous:
+    # nothing to refresh, so a 401/403 is an answer, not a reason to refresh
+    if creds is None:
+        session = AuthorizedSession(AnonymousCredentials(), refresh_status_codes=())
+    else:
+        session = AuthorizedSession(creds)
     adapter = HTTPAdapter(pool_connections=8, pool_maxsize=parallel, max_retries=0)
     session.mount("https://", adapter)
     session.mount("http://", adapter)
@@ -119,6 +159,24 @@ def _build_client(secrets: Any, parallel: int) -> storage.Client:
     if getattr(client, "_bucket_metadata_cache", None) is not None:
         client._bucket_metadata_cache = None
     return client
+
+
+def _billed_project(secrets: Any) -> str | None:
+    """Who pays for a requester-pays bucket: ``user_project``, else ``requester_pays`` (the
+    project, or True with ``project`` given); None: the bucket's owner pays."""
+    if not isinstance(secrets, dict) or "type" in secrets:
+        return None
+    project, pays = secrets.get("user_project"), secrets.get("requester_pays")
+    if pays is True:
+        pays = secrets.get("project")
+        if not isinstance(pays, str) or not pays:
+            raise RequestError("secrets for gs://: requester_pays=True needs the project to bill; give "
+                               "{'user_project': 'my-project'} (or 'requester_pays': 'my-project')")
+    for value in (project, pays):
+        if value not in (None, False) and (not isinstance(value, str) or not value):
+            raise RequestError("secrets for gs://: 'user_project' (or its alias 'requester_pays') is the id of the "
+                               f"project billed for a requester-pays bucket, a string; got a {type(value).__name__}")
+    return project or pays or None
 
 
 def _check_secrets(secrets: Any) -> Any:
@@ -136,7 +194,7 @@ def _close(client: storage.Client) -> None:
     client._http.close()  # Client.close() does the same in recent releases
 
 
-def _fast_gets(client: storage.Client, parallel: int, timeout: tuple[float, float]) -> FastGets:
+def _fast_gets(client: storage.Client, parallel: int, timeout: tuple[float, float], deadline: float | None) -> FastGets:
     """The fetcher for the client's endpoint; none behind a proxy (the SDK's session knows
     proxies, the fetcher does not)."""
     base = client._connection.API_BASE_URL
@@ -146,7 +204,8 @@ def _fast_gets(client: storage.Client, parallel: int, timeout: tuple[float, floa
         return FastGets(None, parallel)
     bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
     tls = ssl.create_default_context(cafile=bundle) if url.scheme == "https" else None
-    return FastGets(Fetcher(url.scheme, url.host.strip("[]"), url.port, {}, timeout, tls, parallel), parallel)
+    return FastGets(Fetcher(url.scheme, url.host.strip("[]"), url.port, {}, timeout, tls, parallel,
+                                    deadline=deadline), parallel)
 
 
 def _hash_ok(body: bytes | bytearray, header: str) -> bool:
@@ -170,22 +229,29 @@ class GCSStore(Store):
 
     def __init__(self, url: StoreURL, *, secrets: Any = None, parallel: int | None = None,
                  retry: RetryPolicy | None = None, _client: SharedClient[storage.Client] | None = None,
-                 _fast: SharedClient[FastGets] | None = None):
+                 _fast: SharedClient[FastGets] | None = None, _user_project: str | None = None):
         super().__init__(url)
         self.retry = retry or RetryPolicy()
         size = int(parallel or self.default_parallel)
         if _client is None:
             sec = _check_secrets(secrets)
-            _client = SharedClient(lambda: _make_client(sec, size), _close)
+            _user_project = _billed_project(sec)
+            _client = SharedClient(lambda: _make_client(sec, size, url), _close)
         self._client = _client
+        #: the project billed for a requester-pays bucket: userProject= on every request
+        self.user_project = _user_project
         if _fast is None:
             timeout = self.retry.timeout
-            _fast = SharedClient(lambda: _fast_gets(_client.get(), size, timeout), lambda f: f.close())
+            _fast = SharedClient(lambda: _fast_gets(_client.get(), size, timeout, self.retry.deadline), lambda f: f.close())
         self._fast = _fast
+
+    def _bucket(self) -> storage.Bucket:
+        # with user_project, the SDK sends userProject= with every request on the bucket and its blobs
+        return self._client.get().bucket(self.url.netloc, user_project=self.user_project)
 
     def _blob(self, key: str) -> storage.Blob:
         name = f"{self.url.path}/{check_key(key)}" if self.url.path else check_key(key)
-        return self._client.get().bucket(self.url.netloc).blob(name)
+        return self._bucket().blob(name)
 
     def _run(self, fn: Callable[[], T], what: str, absent: Any = _ABSENT) -> T:
         """``fn()`` with the SDK's errors sorted into absent / retry / fail, under the retry policy."""
@@ -254,6 +320,7 @@ class GCSStore(Store):
         client = self._client.get()
         base = urllib3.util.parse_url(client._connection.API_BASE_URL).path or ""
         bucket = quote(self.url.netloc, safe="")
+        pays = f"&userProject={quote(self.user_project, safe='')}" if self.user_project else ""
         # Accept-Encoding: gzip keeps GCS from transcoding: the stored bytes, which the hash covers
         headers = {"Accept-Encoding": "gzip"}
         try:
@@ -267,7 +334,7 @@ class GCSStore(Store):
 
         def path(key: str) -> str:
             name = f"{self.url.path}/{check_key(key)}" if self.url.path else check_key(key)
-            return f"{base.rstrip('/')}/download/storage/v1/b/{bucket}/o/{quote(name, safe='')}?alt=media"
+            return f"{base.rstrip('/')}/download/storage/v1/b/{bucket}/o/{quote(name, safe='')}?alt=media{pays}"
 
         def finish(key: str, answer: Reply) -> bytes | None | object:
             if answer.status == 404:
@@ -279,7 +346,8 @@ class GCSStore(Store):
                 return data
             return Later(lambda: compression.decompress(data, encoding, self.url.key_url(key)))
 
-        yield from fast.stream(keys, lambda k: (path(k), headers), finish, self.get, expected_bytes)
+        yield from fast.stream(keys, lambda k: (path(k), headers), finish, self.get, expected_bytes,
+                               describe=self.url.key_url)
 
     def get_ranges(self, key: str, ranges: Sequence[ByteRange]) -> list[bytes | None]:
         return get_ranges_coalesced(lambda rng: self.get(key, rng), ranges)
@@ -324,7 +392,7 @@ class GCSStore(Store):
         token: str | None = None
 
         def page() -> tuple[list[str], str | None]:
-            it = self._client.get().list_blobs(self.url.netloc, prefix=root + prefix, page_token=token,
+            it = self._client.get().list_blobs(self._bucket(), prefix=root + prefix, page_token=token,
                                                fields="items(name),nextPageToken",
                                                timeout=self.retry.timeout, retry=None)
             names = [b.name for b in next(it.pages)]
@@ -338,7 +406,7 @@ class GCSStore(Store):
                 return
 
     def _with_url(self, url: StoreURL) -> "GCSStore":
-        return GCSStore(url, retry=self.retry, _client=self._client, _fast=self._fast)
+        return GCSStore(url, retry=self.retry, _client=self._client, _fast=self._fast, _user_project=self.user_project)
 
     def close(self) -> None:
         self._fast.close()

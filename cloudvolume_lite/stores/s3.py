@@ -2,13 +2,16 @@
 
 Configuration (``secrets`` dict, every key optional): ``endpoint_url``, ``aws_access_key_id``,
 ``aws_secret_access_key``, ``aws_session_token``, ``region_name``, ``profile_name``,
-``anonymous``.
+``anonymous``, ``requester_pays`` (True: every request, presigned ones included, says
+``x-amz-request-payer: requester``).
 
 - Endpoint: ``secrets["endpoint_url"]``, else ``$CVL_S3_ENDPOINT``, else ``$AWS_ENDPOINT_URL_S3``
   or ``$AWS_ENDPOINT_URL``, else AWS. With an endpoint, addressing is path-style (``http://host/bucket/key``), which every
   S3-compatible server understands.
 - Credentials: the keys above, else boto3's usual chain (environment, ``~/.aws``, instance
-  role). When that finds nothing, or ``anonymous`` is true, requests go unsigned (public buckets).
+  role), else CloudVolume's ``[bucket-]aws-secret.json`` (:mod:`.credentials`; a file that is
+  there but unusable is an error). When all that finds nothing, or ``anonymous`` is true,
+  requests go unsigned (public buckets).
 - Reads: a whole object's ``Content-Encoding`` (gzip, br, zstd) is undone here; a ranged read
   returns stored bytes (S3 never transcodes). Whole reads of single-part objects are checked
   against the ETag (the MD5 of the stored bytes) unless the object is KMS/customer-key
@@ -38,6 +41,7 @@ from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, 
 
 from .. import compression
 from ..errors import RequestError, StoreError
+from . import credentials
 from .base import ByteRange, Store, check_key
 from .http_fetch import Fetcher, Reply
 from .streaming import REDO, FastGets, Later
@@ -48,7 +52,7 @@ from .url import StoreURL
 
 T = TypeVar("T")
 _KEYS = frozenset({"endpoint_url", "aws_access_key_id", "aws_secret_access_key", "aws_session_token", "region_name",
-         "profile_name", "anonymous"})
+         "profile_name", "anonymous", "requester_pays"})
 #: error codes S3 (and its imitators) use for "slow down / try again" with odd HTTP statuses
 _RETRY_CODES = frozenset({"SlowDown", "Throttling", "ThrottlingException", "RequestTimeout",
                 "InternalError", "ServiceUnavailable", "OperationAborted"})
@@ -56,14 +60,21 @@ _MD5 = re.compile(r'^"?([0-9a-fA-F]{32})"?$')
 _ABSENT = object()
 
 
-def _make_client(secrets: dict[str, Any], parallel: int, retry: RetryPolicy) -> Any:
+def _make_client(secrets: dict[str, Any], parallel: int, retry: RetryPolicy, url: StoreURL) -> Any:
     try:
-        return _build_client(secrets, parallel, retry)
-    except BotoCoreError as e:  # a missing profile, a bad endpoint URL: retrying will not help
-        raise StoreError(f"cannot set up the S3 client: {e}") from None
+        return _build_client(secrets, parallel, retry, url.netloc)
+    except (BotoCoreError, StoreError) as e:  # a missing profile, a bad endpoint URL, an unusable
+        # CloudVolume secret file: retrying will not help
+        raise StoreError(f"cannot set up the S3 client for {url}: {e}") from None
 
 
-def _build_client(secrets: dict[str, Any], parallel: int, retry: RetryPolicy) -> Any:
+def _session(secrets: dict[str, Any], bucket: str) -> tuple[Any, bool]:
+    """The boto3 session and whether it has nobody to sign as.
+
+    First match wins: the keys in ``secrets`` (or ``anonymous``), boto3's chain (environment,
+    ``~/.aws``, SSO, container and instance roles), CloudVolume's ``[bucket-]aws-secret.json``,
+    then unsigned requests.
+    """
     session = boto3.session.Session(
         aws_access_key_id=secrets.get("aws_access_key_id"),
         aws_secret_access_key=secrets.get("aws_secret_access_key"),
@@ -71,9 +82,25 @@ def _build_client(secrets: dict[str, Any], parallel: int, retry: RetryPolicy) ->
         region_name=secrets.get("region_name"),
         profile_name=secrets.get("profile_name"),
     )
+    if secrets.get("anonymous"):
+        return session, True
+    if session.get_credentials() is not None:
+        return session, False
+    keys = credentials.aws_secret(bucket)
+    if keys is None:
+        return session, True
+    return boto3.session.Session(
+        aws_access_key_id=keys.access_key_id,
+        aws_secret_access_key=keys.secret_access_key,
+        aws_session_token=keys.session_token,
+        region_name=secrets.get("region_name") or keys.region or session.region_name,
+    ), False
+
+
+def _build_client(secrets: dict[str, Any], parallel: int, retry: RetryPolicy, bucket: str) -> Any:
+    session, anonymous = _session(secrets, bucket)
     endpoint = (secrets.get("endpoint_url") or os.environ.get("CVL_S3_ENDPOINT")
                 or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL"))
-    anonymous = bool(secrets.get("anonymous")) or session.get_credentials() is None
     extra: dict[str, Any] = {}
     if endpoint:
         extra["s3"] = {"addressing_style": "path"}
@@ -94,7 +121,8 @@ def _build_client(secrets: dict[str, Any], parallel: int, retry: RetryPolicy) ->
                           config=config)
 
 
-def _fast_gets(client: Any, bucket: str, parallel: int, timeout: tuple[float, float]) -> FastGets:
+def _fast_gets(client: Any, bucket: str, parallel: int, timeout: tuple[float, float], deadline: float | None
+               ) -> FastGets:
     """A fetcher for the origin this bucket's presigned URLs point at; none behind a proxy."""
     probe = urlsplit(client.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": "k"}, ExpiresIn=60))
     url = urllib3.util.parse_url(f"{probe.scheme}://{probe.netloc}")
@@ -103,7 +131,7 @@ def _fast_gets(client: Any, bucket: str, parallel: int, timeout: tuple[float, fl
         return FastGets(None, parallel)
     bundle = os.environ.get("AWS_CA_BUNDLE") or os.environ.get("REQUESTS_CA_BUNDLE")
     tls = ssl.create_default_context(cafile=bundle) if url.scheme == "https" else None
-    fetcher = Fetcher(url.scheme, url.host.strip("[]"), url.port, {}, timeout, tls, parallel)
+    fetcher = Fetcher(url.scheme, url.host.strip("[]"), url.port, {}, timeout, tls, parallel, deadline=deadline)
     fetcher.origin = f"{probe.scheme}://{probe.netloc}"  # type: ignore[attr-defined]
     return FastGets(fetcher, parallel)
 
@@ -113,6 +141,9 @@ def _check_secrets(secrets: Any) -> dict[str, Any]:
         return {}
     if not isinstance(secrets, dict) or not set(secrets) <= _KEYS:
         raise RequestError(f"secrets for s3:// must be a dict with some of the keys {sorted(_KEYS)}")
+    if not isinstance(secrets.get("requester_pays", False), bool):
+        raise RequestError("secrets for s3://: 'requester_pays' is True or False (the requester pays: "
+                           "every request says RequestPayer=requester)")
     return dict(secrets)
 
 
@@ -128,17 +159,22 @@ class S3Store(Store):
 
     def __init__(self, url: StoreURL, *, secrets: Any = None, parallel: int | None = None,
                  retry: RetryPolicy | None = None, _client: SharedClient[Any] | None = None,
-                 _fast: SharedClient[FastGets] | None = None):
+                 _fast: SharedClient[FastGets] | None = None, _pays: bool = False):
         super().__init__(url)
         self.retry = retry or RetryPolicy()
         size = int(parallel or self.default_parallel)
         if _client is None:
             sec, pol = _check_secrets(secrets), self.retry
-            _client = SharedClient(lambda: _make_client(sec, size, pol), lambda c: c.close())
+            _pays = bool(sec.get("requester_pays"))
+            _client = SharedClient(lambda: _make_client(sec, size, pol, url), lambda c: c.close())
         self._client = _client
+        self._pays = _pays
+        #: what every call adds for a requester-pays bucket (header x-amz-request-payer)
+        self._extra: dict[str, str] = {"RequestPayer": "requester"} if _pays else {}
         if _fast is None:
             bucket, timeout = url.netloc, self.retry.timeout
-            _fast = SharedClient(lambda: _fast_gets(_client.get(), bucket, size, timeout), lambda f: f.close())
+            _fast = SharedClient(lambda: _fast_gets(_client.get(), bucket, size, timeout, self.retry.deadline),
+                                 lambda f: f.close())
         self._fast = _fast
 
     def _name(self, key: str) -> str:
@@ -172,7 +208,7 @@ class S3Store(Store):
         name = self._name(key)
         if byte_range is None:
             def whole() -> tuple[bytes, str | None]:
-                r = self._client.get().get_object(Bucket=self.url.netloc, Key=name)
+                r = self._client.get().get_object(Bucket=self.url.netloc, Key=name, **self._extra)
                 data = r["Body"].read()
                 _verify_etag(r, data)
                 return data, r.get("ContentEncoding")
@@ -192,7 +228,8 @@ class S3Store(Store):
 
         def ranged() -> bytes:
             try:
-                r = self._client.get().get_object(Bucket=self.url.netloc, Key=name, Range=f"bytes={start}-{end - 1}")
+                r = self._client.get().get_object(Bucket=self.url.netloc, Key=name, Range=f"bytes={start}-{end - 1}",
+                                                  **self._extra)
             except ClientError as e:
                 if _status(e)[0] == 416:  # the object ends before `start`: like slicing past the end
                     return b""
@@ -215,14 +252,17 @@ class S3Store(Store):
             yield from super().iter_get(keys)
             return
         client, origin = self._client.get(), fast.fetcher.origin  # type: ignore[attr-defined]
+        # a signed URL lists x-amz-request-payer among its signed headers; an unsigned one drops
+        # it: either way the header itself must go with the GET
+        headers = {"x-amz-request-payer": "requester"} if self._pays else {}
 
         def request(key: str) -> tuple[str, dict[str, str]]:
-            url = client.generate_presigned_url("get_object", Params={"Bucket": self.url.netloc, "Key": self._name(key)},
-                                                ExpiresIn=3600)
+            url = client.generate_presigned_url("get_object", ExpiresIn=3600,
+                                                Params={"Bucket": self.url.netloc, "Key": self._name(key), **self._extra})
             parts = urlsplit(url)
             if f"{parts.scheme}://{parts.netloc}" != origin:  # never expected; the slow way copes
                 parts = urlsplit(f"{origin}/cvl-origin-mismatch/{key}")
-            return (f"{parts.path}?{parts.query}" if parts.query else parts.path), {}
+            return (f"{parts.path}?{parts.query}" if parts.query else parts.path), headers
 
         def finish(key: str, answer: Reply) -> bytes | None | object:
             if answer.status == 404:
@@ -232,7 +272,7 @@ class S3Store(Store):
             data, headers = bytes(answer.body), answer.headers
             return Later(lambda: self._checked(key, data, headers))
 
-        yield from fast.stream(keys, request, finish, self.get, expected_bytes)
+        yield from fast.stream(keys, request, finish, self.get, expected_bytes, describe=self.url.key_url)
 
     def _checked(self, key: str, data: bytes, headers: dict[str, str]) -> bytes | object:
         """A streamed body, ETag-checked and decoded; REDO if the transfer was damaged."""
@@ -251,7 +291,7 @@ class S3Store(Store):
 
     def put(self, key: str, data: bytes, *, content_type: str | None = None, content_encoding: str | None = None) -> None:
         args: dict[str, Any] = {"Bucket": self.url.netloc, "Key": self._name(key), "Body": bytes(data),
-                                "ContentType": content_type or "application/octet-stream"}
+                                "ContentType": content_type or "application/octet-stream", **self._extra}
         enc = compression.normalize(content_encoding)
         if enc:
             args["ContentEncoding"] = enc
@@ -263,7 +303,8 @@ class S3Store(Store):
 
         def put() -> bool:
             try:
-                self._client.get().put_object(Bucket=self.url.netloc, Key=name, Body=bytes(data), IfNoneMatch="*")
+                self._client.get().put_object(Bucket=self.url.netloc, Key=name, Body=bytes(data), IfNoneMatch="*",
+                                              **self._extra)
                 return True
             except ClientError as e:
                 status, code = _status(e)
@@ -277,14 +318,14 @@ class S3Store(Store):
 
     def delete(self, key: str) -> None:
         name = self._name(key)
-        self._run(lambda: self._client.get().delete_object(Bucket=self.url.netloc, Key=name),
+        self._run(lambda: self._client.get().delete_object(Bucket=self.url.netloc, Key=name, **self._extra),
                   f"DELETE {self.url.key_url(key)}", absent=None)
 
     def exists(self, key: str) -> bool:
         name = self._name(key)
 
         def head() -> bool:
-            self._client.get().head_object(Bucket=self.url.netloc, Key=name)
+            self._client.get().head_object(Bucket=self.url.netloc, Key=name, **self._extra)
             return True
 
         return self._run(head, f"HEAD {self.url.key_url(key)}", absent=False)
@@ -295,7 +336,7 @@ class S3Store(Store):
         token: str | None = None
 
         def page() -> dict[str, Any]:
-            args = {"Bucket": self.url.netloc, "Prefix": root + prefix}
+            args = {"Bucket": self.url.netloc, "Prefix": root + prefix, **self._extra}
             if token:
                 args["ContinuationToken"] = token
             return self._client.get().list_objects_v2(**args)
@@ -309,7 +350,7 @@ class S3Store(Store):
                 return
 
     def _with_url(self, url: StoreURL) -> "S3Store":
-        return S3Store(url, retry=self.retry, _client=self._client, _fast=self._fast)
+        return S3Store(url, retry=self.retry, _client=self._client, _fast=self._fast, _pays=self._pays)
 
     def close(self) -> None:
         self._fast.close()
