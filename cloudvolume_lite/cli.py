@@ -3,24 +3,31 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
-from typing import Sequence
+from typing import Any, NoReturn, Sequence
 
 import numpy as np
 
-from .errors import VolumeError
+from . import __version__
+from .errors import RequestError, VolumeError
+from .progress import make_bar
+
+#: what ``cvl get -o`` can write, by file extension
+OUTPUT_TYPES = (".npy", ".png", ".tif", ".tiff")
+
+#: library advice in an error message -> the command-line option that does it
+_CLI_HINTS = (
+    ("fill_missing=True", "fill_missing", "--fill-missing"),
+    ("bounded=False", "unbounded", "--unbounded"),
+    ("overwrite=True", "restart", "--restart"),  # cp: a destination info that differs
+)
 
 
-def _progress_bar(enabled: bool | None, total: int, desc: str):
-    """A tqdm bar when asked or when stderr is a terminal; otherwise None."""
-    if enabled is False or (enabled is None and not sys.stderr.isatty()):
-        return None
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        return None
-    return tqdm(total=total, desc=desc, unit="unit", file=sys.stderr)
+def _progress_bar(enabled: bool | None, total: int, desc: str, unit: str = "unit") -> Any:
+    """A tqdm bar when asked or when stderr is a terminal; otherwise None (see :func:`make_bar`)."""
+    return make_bar(total, desc, enabled, unit, min_steps=1, leave=True)
 
 
 def _fmt(v: Sequence[float]) -> str:
@@ -77,8 +84,22 @@ def _rescale(a: np.ndarray) -> np.ndarray:
     return ((a - lo) / (hi - lo or 1) * 255).astype(np.uint8)
 
 
-def _save(path: str, a: np.ndarray, layer_type: str) -> str:
+def _check_output(path: str, types: Sequence[str] | None = None) -> str:
+    """The output file's extension, refused (before any download) when unsupported or unwritable."""
     ext = os.path.splitext(path)[1].lower()
+    if types is not None and ext not in types:
+        raise RequestError(
+            f"cannot write {path!r}: output type {ext or '(no extension)'!r} is not supported; "
+            f"name the file with one of {', '.join(types)}"
+        )
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise RequestError(f"cannot write {path!r}: the directory {folder} does not exist; create it first")
+    return ext
+
+
+def _save(path: str, a: np.ndarray, layer_type: str) -> str:
+    ext = _check_output(path, OUTPUT_TYPES)
     if ext == ".npy":
         np.save(path, a)
         return f"(X, Y, Z, C) = {a.shape} {a.dtype}"
@@ -95,7 +116,7 @@ def _save(path: str, a: np.ndarray, layer_type: str) -> str:
         # ZYXC order, as image tools expect a stack; every dtype (uint64 ids included) kept exactly
         tifffile.imwrite(path, np.ascontiguousarray(a.transpose(2, 1, 0, 3)), photometric="minisblack")
         return f"{a.shape[2]} page(s) of {a.shape[0]}x{a.shape[1]}, {a.shape[3]} channel(s), {a.dtype}"
-    raise ValueError(f"unknown output type {ext!r}: use .npy, .png or .tif")
+    raise AssertionError(ext)  # _check_output let through a type that is not written here
 
 
 def _cmd_get(args: argparse.Namespace) -> int:
@@ -103,28 +124,82 @@ def _cmd_get(args: argparse.Namespace) -> int:
     from .volume import Volume
 
     box = Bbox.from_string(args.bbox)
-    vol = Volume(args.url, mip=args.mip, fill_missing=args.fill_missing, progress=args.progress)
+    _check_output(args.output, OUTPUT_TYPES)  # before downloading anything
+    vol = Volume(args.url, mip=args.mip, fill_missing=args.fill_missing, bounded=not args.unbounded,
+                 progress=args.progress)
     a = vol.download(box)
     what = _save(args.output, a, vol.layer_type)
     print(f"wrote {args.output}: {what}")
     return 0
 
 
+def _coordinate(text: str, round_: bool) -> int | None:
+    """One coordinate as an int; None when it is not a whole number and ``round_`` is off."""
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    v = float(text)  # a ValueError here: not a number at all
+    if not math.isfinite(v):
+        raise ValueError(text)
+    if v == int(v):
+        return int(v)  # 12.0 names a voxel exactly: nothing is rounded
+    return math.floor(v + 0.5) if round_ else None
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def read_points_file(path: str, round_: bool = False) -> np.ndarray:
+    """(N, 3) int64 voxel coordinates from a CSV/whitespace file of ``x,y,z`` lines.
+
+    Blank lines, ``#`` comments and a header line before the first point are skipped; extra
+    columns are ignored. A coordinate with a fraction is an error naming its line, unless
+    ``round_`` (then it is rounded to the nearest voxel, halves up).
+    """
+    rows: list[list[int]] = []
+    fractional: list[int] = []
+    first = True
+    with open(path) as f:
+        for n, line in enumerate(f, 1):
+            text = line.strip()
+            if not text or text.startswith("#"):
+                continue
+            parts = text.replace(",", " ").split()
+            if first and not any(_is_number(p) for p in parts):
+                first = False
+                continue  # a header such as "x,y,z"
+            first = False
+            try:
+                if len(parts) < 3:
+                    raise ValueError(text)
+                xyz = [_coordinate(p, round_) for p in parts[:3]]
+            except ValueError:
+                raise RequestError(f"{path}, line {n}: expected three numbers x,y,z, found {text!r}") from None
+            if None in xyz:
+                fractional.append(n)
+            else:
+                rows.append(xyz)  # type: ignore[arg-type]
+    if fractional:
+        more = f" (and {len(fractional) - 1} more line(s))" if len(fractional) > 1 else ""
+        raise RequestError(
+            f"{path}, line {fractional[0]}{more}: coordinates with a fraction; points are integer voxel "
+            "coordinates at the chosen mip. Fix the file, or pass --round to round them to the nearest voxel"
+        )
+    return np.array(rows, dtype=np.int64).reshape(-1, 3)
+
+
 def _cmd_points(args: argparse.Namespace) -> int:
     from .volume import Volume
 
-    rows = []
-    with open(args.points) as f:
-        for n, line in enumerate(f, 1):
-            line = line.strip()
-            if not line or line.startswith("#") or (n == 1 and not line[0].lstrip("-").isdigit()):
-                continue  # blank, comment or header line
-            parts = [p for p in line.replace(",", " ").split() if p]
-            if len(parts) < 3:
-                raise ValueError(f"{args.points}:{n}: expected x,y,z, got {line!r}")
-            rows.append([int(float(p)) for p in parts[:3]])
-    pts = np.array(rows, dtype=np.int64).reshape(-1, 3)
-    vol = Volume(args.url, mip=args.mip, fill_missing=args.fill_missing)
+    pts = read_points_file(args.points, args.round)
+    _check_output(args.output)
+    vol = Volume(args.url, mip=args.mip, fill_missing=args.fill_missing, bounded=not args.unbounded)
     vals = vol.scattered_points(pts)
     vals = vals.reshape(len(pts), -1)
     with open(args.output, "w") as f:
@@ -140,27 +215,46 @@ def _cmd_cp(args: argparse.Namespace) -> int:
 
     chunk = None
     if args.chunk_size:
-        chunk = [int(v) for v in args.chunk_size.split(",")]
-        if len(chunk) != 3:
-            raise ValueError("--chunk-size takes cx,cy,cz")
-    bar = None
+        try:
+            chunk = [int(v) for v in args.chunk_size.split(",")]
+        except ValueError:
+            chunk = []
+        if len(chunk) != 3 or min(chunk) < 1:
+            raise RequestError(f"--chunk-size takes three positive integers cx,cy,cz, got {args.chunk_size!r}")
+    state: dict[str, Any] = {"total": 0}  # the bar, made at the first report (when the total is known)
 
     def progress(done: int, total: int) -> None:
-        nonlocal bar
-        if bar is None:
-            bar = _progress_bar(args.progress, total, "cvl cp")
+        if "bar" not in state:
+            state["word"] = _unit_word(args.dst)
+            state["bar"] = _progress_bar(args.progress, total, "cvl cp", state["word"])
+        state["total"] = total
+        bar = state["bar"]
         if bar is not None:
             bar.update(done - bar.n)
 
-    written = copy_volume(
-        args.src, args.dst, mip=args.mip, encoding=args.encoding,
-        sharding=as_sharding_arg(args.sharded, args.unsharded), chunk_size=chunk, resume=not args.restart,
-        progress=progress,
-    )
-    if bar is not None:
-        bar.close()
-    print(f"copied {args.src} (mip {args.mip}) to {args.dst}: {written} block(s) written")
+    try:
+        written = copy_volume(
+            args.src, args.dst, mip=args.mip, encoding=args.encoding,
+            sharding=as_sharding_arg(args.sharded, args.unsharded), chunk_size=chunk, resume=not args.restart,
+            progress=progress, fill_missing=args.fill_missing,
+        )
+    finally:
+        if state.get("bar") is not None:
+            state["bar"].close()
+    word, total = state.get("word") or _unit_word(args.dst), state["total"]
+    print(f"copied {args.src} (mip {args.mip}) to {args.dst}: {written} {word}(s) written, "
+          f"{total - written} already there")
     return 0
+
+
+def _unit_word(url: str) -> str:
+    """What the copy to ``url`` writes at once: a chunk, or a shard when sharded."""
+    from .volume import Volume
+
+    try:
+        return "shard" if Volume(url).scale.sharding is not None else "chunk"
+    except VolumeError:
+        return "unit"
 
 
 def _cmd_cache(args: argparse.Namespace) -> int:
@@ -190,8 +284,16 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(args.dir)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with usage errors on one line (and where to read more)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}; see {self.prog} --help\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="cvl", description="Fast numpy access to Neuroglancer Precomputed volumes.")
+    p = _Parser(prog="cvl", description="Fast numpy access to Neuroglancer Precomputed volumes.")
+    p.add_argument("--version", action="version", version=f"cvl (cloudvolume-lite) {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(name: str, help_: str, example: str) -> argparse.ArgumentParser:
@@ -213,7 +315,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("-o", "--output", required=True)
     g.add_argument("--mip", type=int, default=0)
     g.add_argument("--fill-missing", action="store_true", help="read missing chunks as zeros")
-    g.add_argument("--progress", action="store_true", default=None)
+    g.add_argument("--unbounded", action="store_true", help="read outside the volume's bounds as zeros")
+    g.add_argument("--progress", action="store_true", default=None, help="show a progress bar (needs tqdm)")
     g.set_defaults(func=_cmd_get)
 
     pt = add("points", "read the voxel values at the points of a CSV (x,y,z per line)",
@@ -222,7 +325,10 @@ def build_parser() -> argparse.ArgumentParser:
     pt.add_argument("points")
     pt.add_argument("-o", "--output", required=True)
     pt.add_argument("--mip", type=int, default=0)
-    pt.add_argument("--fill-missing", action="store_true")
+    pt.add_argument("--fill-missing", action="store_true", help="read missing chunks as zeros")
+    pt.add_argument("--unbounded", action="store_true", help="read points outside the volume's bounds as 0")
+    pt.add_argument("--round", action="store_true",
+                    help="round coordinates with a fraction to the nearest voxel (default: refuse them)")
     pt.set_defaults(func=_cmd_points)
 
     c = add("cp", "copy one scale to another store, re-encoding or resharding on the way (resumable)",
@@ -234,8 +340,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--sharded", action="store_true", help="write a sharded scale (spec chosen for ~1 GiB shards)")
     c.add_argument("--unsharded", action="store_true", help="write one file per chunk")
     c.add_argument("--chunk-size", default=None, help="cx,cy,cz for the destination")
-    c.add_argument("--restart", action="store_true", help="rewrite everything instead of skipping finished blocks")
-    c.add_argument("--progress", action="store_true", default=None)
+    c.add_argument("--restart", action="store_true", help="rewrite everything instead of skipping finished chunks")
+    c.add_argument("--fill-missing", action="store_true", help="copy missing source chunks as zeros (default: fail)")
+    c.add_argument("--progress", action="store_true", default=None, help="show a progress bar (needs tqdm)")
     c.set_defaults(func=_cmd_cp)
 
     k = add("cache", "inspect or clear the on-disk chunk cache", "cvl cache ls")
@@ -245,19 +352,34 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _one_line(e: BaseException) -> str:
+    return " ".join(str(e).split()) or type(e).__name__
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``cvl``; errors become one line on stderr and a non-zero exit code, never a traceback."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
     except VolumeError as e:
-        msg = str(e)
-        if e.__class__.__name__ == "RequestError" and "bbox" in msg:
+        msg = _one_line(e)
+        for advice, dest, flag in _CLI_HINTS:  # say it in the command line's words
+            if advice in msg and hasattr(args, dest):
+                msg += f" (on the command line: {flag})"
+        if isinstance(e, RequestError) and "bbox" in msg:
             parser.exit(2, f"cvl: error: {msg}\n")
         print(f"cvl: error: {msg}", file=sys.stderr)
         return 1
     except (ValueError, OSError) as e:
-        parser.exit(2, f"cvl: error: {e}\n")
+        parser.exit(2, f"cvl: error: {_one_line(e)}\n")
+    except KeyboardInterrupt:
+        print("cvl: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # noqa: BLE001 - the promise is one line, whatever went wrong
+        print(f"cvl: error: unexpected {type(e).__name__}: {_one_line(e)} (please report this as a bug)",
+              file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -21,10 +21,13 @@ if TYPE_CHECKING:
 def _import_dask():
     try:
         import dask.array as da
-    except ImportError:
+    except ImportError as e:
         from .errors import UnsupportedEncodingError
 
-        raise UnsupportedEncodingError('Dask support needs dask: pip install "cloudvolume-lite[dask]"') from None
+        raise UnsupportedEncodingError(
+            f"to_dask and store_dask need dask, which is not installed ({e}); "
+            'run: pip install "cloudvolume-lite[dask]"'
+        ) from None
     return da
 
 

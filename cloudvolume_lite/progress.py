@@ -4,12 +4,38 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from typing import Callable, Iterator, TypeVar
+from typing import Any, Callable, Iterator, TypeVar
 
 T = TypeVar("T")
 
 #: operations with fewer steps than this finish before a bar would be worth drawing
 MIN_STEPS = 64
+
+#: printed (once per bar asked for) when progress=True but tqdm is not installed
+MISSING_TQDM = (
+    'cvl: progress bars need tqdm, which is not installed; run: pip install "cloudvolume-lite[progress]" '
+    "(continuing without a bar)"
+)
+
+
+def make_bar(total: int | None, desc: str, enabled: bool | None, unit: str = "chunk", *,
+             min_steps: int = MIN_STEPS, leave: bool = False) -> Any:
+    """A tqdm bar of ``total`` steps, or None when no bar is due.
+
+    ``enabled``: True shows a bar, False never, None only on a terminal and for at least
+    ``min_steps`` steps. When a bar was asked for (True) and tqdm is missing, one line on
+    stderr says which extra to install, and the work goes on without a bar.
+    """
+    show = enabled is True or (enabled is None and sys.stderr.isatty() and (total or 0) >= min_steps)
+    if not show:
+        return None
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        if enabled is True:  # asked for explicitly: say why there is none; never fail the work
+            print(MISSING_TQDM, file=sys.stderr)
+        return None
+    return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, leave=leave)
 
 
 @contextlib.contextmanager
@@ -18,16 +44,10 @@ def tracked(fn: Callable[[T], object], total: int | None, desc: str, enabled: bo
 
     ``enabled``: True shows a bar, False never, None only on a terminal and for long work.
     """
-    show = enabled is True or (enabled is None and sys.stderr.isatty() and (total or 0) >= MIN_STEPS)
-    if not show:
+    bar = make_bar(total, desc, enabled)
+    if bar is None:
         yield fn
         return
-    try:
-        from tqdm import tqdm
-    except ImportError:  # the progress extra is not installed: work silently
-        yield fn
-        return
-    bar = tqdm(total=total, desc=desc, unit="chunk", file=sys.stderr, leave=False)
 
     def step(item: T) -> object:
         out = fn(item)

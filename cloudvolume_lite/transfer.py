@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from math import prod
 from typing import Any, Callable, Iterator, Sequence
 
 from .bbox import Bbox
@@ -47,16 +49,20 @@ def copy_volume(
     src_url: str, dst_url: str, *, mip: int = 0, encoding: str | None = None, sharding: Any = "same",
     chunk_size: Sequence[int] | None = None, compression: str | None = DEFAULT_COMPRESSION,
     resume: bool = True, parallel: int | None = None, progress: Callable[[int, int], None] | None = None,
-    block_bytes: int = 64 << 20,
+    block_bytes: int = 64 << 20, fill_missing: bool = False,
 ) -> int:
     """Copy scale ``mip`` of ``src_url`` into a new one-scale volume at ``dst_url``; returns units written.
 
     ``sharding``: ``"same"`` keeps the source's choice, ``None``/``False`` writes unsharded,
-    ``True`` picks a spec, or a dict. Work goes in destination write units (a chunk, or a shard
-    when sharded) grouped into blocks of about ``block_bytes``; with ``resume`` a block whose
-    chunks all exist already is skipped, so an interrupted copy continues where it stopped.
+    ``True`` picks a spec, or a dict. A unit is what the destination writes at once: a chunk,
+    or a shard when sharded. Sources are read in blocks of whole units of about
+    ``block_bytes``, and the units of a block are written concurrently; ``progress(done,
+    total)`` is called (on the calling thread) as each unit is written or skipped. With
+    ``resume`` a unit whose chunks all exist already is skipped, so an interrupted copy
+    continues where it stopped. A missing source chunk is a :class:`ChunkNotFoundError`
+    naming it, unless ``fill_missing`` (then it is copied as zeros).
     """
-    src = Volume(src_url, mip=mip, parallel=parallel, fill_missing=True)
+    src = Volume(src_url, mip=mip, parallel=parallel, fill_missing=fill_missing)
     s = src.scale
     if sharding == "same":
         sharding = None if s.sharding is None else s.sharding
@@ -78,16 +84,44 @@ def copy_volume(
         write_info(store, info, overwrite=True)
     dst = Volume(dst_url, parallel=parallel, compress=compression)
     ds = dst.scale
-    todo = list(units(ds.bounds, copy_block(ds, src.dtype.itemsize * src.num_channels, block_bytes), ds.voxel_offset))
-    written = 0
-    for i, box in enumerate(todo):
-        if not (resume and dst.exists(box) == 1.0):
-            dst.upload(box, src.download(box))
-            written += 1
-        if progress is not None:
-            progress(i + 1, len(todo))
-    src.close()
-    dst.close()
+    unit = write_unit(ds)
+    blocks = list(units(ds.bounds, copy_block(ds, src.dtype.itemsize * src.num_channels, block_bytes), ds.voxel_offset))
+    total = prod(-(-n // u) for n, u in zip(ds.size, unit))
+    done = written = 0
+    dst._executor_for_io()  # made once here, before the worker threads below share it
+    pool = ThreadPoolExecutor(dst.parallel, thread_name_prefix="cvl-cp")
+    try:
+        for block in blocks:
+            parts = list(units(block, unit, ds.voxel_offset))
+            todo = parts
+            if resume:
+                present = dst.exists(block)  # one pass settles a block that is all done or all to do
+                if present == 1.0:
+                    todo = []
+                elif present > 0.0:
+                    todo = [u for u, ok in zip(parts, pool.map(lambda u: dst.exists(u) == 1.0, parts)) if not ok]
+            if len(todo) < len(parts):
+                done += len(parts) - len(todo)
+                if progress is not None:
+                    progress(done, total)
+            if not todo:
+                continue
+            box = Bbox([min(u.minpt[d] for u in todo) for d in range(3)], [max(u.maxpt[d] for u in todo) for d in range(3)])
+            data = src.download(box)
+
+            def put(u: Bbox, data: Any = data, box: Bbox = box) -> None:
+                dst.upload(u, data[tuple(slice(a - o, b - o) for a, b, o in zip(u.minpt, u.maxpt, box.minpt))])
+
+            for fut in as_completed([pool.submit(put, u) for u in todo]):
+                fut.result()
+                done += 1
+                written += 1
+                if progress is not None:
+                    progress(done, total)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)  # after an error or ^C: finish what runs, start nothing
+        src.close()
+        dst.close()
     return written
 
 

@@ -65,13 +65,18 @@ def get_codec(encoding: str) -> ModuleType:
         )
     module, extra = _CODECS[name]
     try:
+        # a codec module imports its library at its top, so a missing one shows up here
         return importlib.import_module(module)
     except ImportError as e:
+        missing = e.name or str(e)
         hint = f'pip install "cloudvolume-lite[{extra}]"' if extra else "reinstall cloudvolume-lite"
-        raise UnsupportedEncodingError(f"encoding {name!r} needs a missing package ({e}); run: {hint}") from None
+        raise UnsupportedEncodingError(
+            f"encoding {name!r} needs the {missing!r} module, which is not installed ({e}); run: {hint}"
+        ) from None
 
 
 def supported_encodings() -> list[str]:
+    """Every encoding name this package knows (whether or not its extra is installed)."""
     return sorted(_CODECS)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import struct
 
+import compresso  # missing: get_codec names the extra to install
 import numpy as np
 
 from . import ChunkSpec
@@ -28,8 +29,6 @@ def _check(data: bytes, spec: ChunkSpec) -> None:
 
 
 def _run(fn, spec: ChunkSpec):  # noqa: ANN001, ANN202
-    import compresso
-
     try:
         return fn(compresso)
     except (compresso.DecodeError, ValueError, IndexError, RuntimeError) as e:
@@ -43,8 +42,6 @@ def decode(data: bytes, spec: ChunkSpec) -> np.ndarray:
 
 
 def encode(array: np.ndarray, spec: ChunkSpec) -> bytes:
-    import compresso
-
     arr = np.asfortranarray(np.asarray(array, dtype=spec.dtype).reshape(spec.shape, order="F")[..., 0])
     return compresso.compress(arr)
 

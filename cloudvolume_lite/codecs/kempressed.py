@@ -3,6 +3,7 @@ convention for affinity-like maps in [0, 1])."""
 
 from __future__ import annotations
 
+import fpzip  # missing: get_codec names the extra to install
 import numpy as np
 
 from . import ChunkSpec
@@ -18,8 +19,6 @@ def decode(data: bytes, spec: ChunkSpec) -> np.ndarray:
 
 
 def encode(array: np.ndarray, spec: ChunkSpec) -> bytes:
-    import fpzip
-
     check_float(spec)
     arr = np.asarray(array, dtype=spec.dtype).reshape(spec.shape, order="F")
     return fpzip.compress(np.asfortranarray(2.0 + np.swapaxes(arr, 2, 3)).astype(spec.dtype), order="F")

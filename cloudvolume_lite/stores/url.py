@@ -48,11 +48,16 @@ def parse_url(url: str) -> StoreURL:
         text = text[: -len(_PIPE_SUFFIX)]
     if not text:
         raise RequestError("empty volume URL")
+    if text[:5].lower() == "file:" and text[5:7] != "//":
+        # file:/abs/path (RFC 8089's short form, as some tools write it) is an absolute path
+        return StoreURL("file", "", os.path.abspath(os.path.expanduser(text[5:] or "/")))
     if "://" not in text:
         return StoreURL("file", "", os.path.abspath(os.path.expanduser(text)))
     scheme, rest = text.split("://", 1)
     scheme = scheme.lower()
     if scheme == "file":
+        if rest.lower().startswith("localhost/"):
+            rest = rest[len("localhost") :]  # file://localhost/abs/path names this machine
         return StoreURL("file", "", os.path.abspath(os.path.expanduser(rest or "/")))
     netloc, _, path = rest.partition("/")
     if not netloc:
