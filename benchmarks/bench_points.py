@@ -1,6 +1,7 @@
 """10,000 random points: cloudvolume-lite ``scattered_points`` vs CloudVolume ``scattered_points``
-(with its LRU) vs TensorStore ``vindex``, in one run, on the cseg uint64 512x512x128 volume
-(B, unsharded; D, sharded) and the same labels stored raw. Then warm second passes for
+(with its LRU) vs TensorStore ``vindex`` (asked for C order, "ts", and Fortran order, "ts F"),
+in one run, on the cseg uint64 512x512x128 volume (B, unsharded; D, sharded) and the same
+labels stored raw (E). Then warm second passes for
 cloudvolume-lite through its LRU and through its disk cache. Every answer is checked.
 
     python benchmarks/bench_points.py [--quick] [--repeats N] [--points N]
@@ -28,7 +29,6 @@ def main() -> int:
     args = ap.parse_args()
     repeats = args.repeats or (2 if args.quick else 5)
     import cloudvolume_lite as cvl
-    import tensorstore as ts
     from cloudvolume import CloudVolume
     from oracles import ts_write
 
@@ -58,11 +58,11 @@ def main() -> int:
         res = v.scattered_points(pts)
         return np.array([res[tuple(int(c) for c in p)] for p in pts], dtype=np.uint64)
 
-    def run_ts(url):
-        t = ts.open({"driver": "neuroglancer_precomputed", "kvstore": url}).result()
-        return np.asarray(t.vindex[pts[:, 0], pts[:, 1], pts[:, 2], 0].read().result())
+    def run_ts(url, order="C"):
+        t = common.ts_open(url)
+        return np.asarray(t.vindex[pts[:, 0], pts[:, 1], pts[:, 2], 0].read(order=order).result())
 
-    systems = {"cvl": run_cvl, "cv": run_cv, "ts": run_ts}
+    systems = {"cvl": run_cvl, "cv": run_cv, "ts": run_ts, "ts F": lambda url: run_ts(url, "F")}
     lines = [("B cseg", vol_b), ("D cseg sharded", vol_d), ("E raw", vol_r)]
     times: dict[tuple[str, str], list[float]] = {}
     for name, vol in lines:
@@ -71,21 +71,27 @@ def main() -> int:
                 t0 = time.perf_counter()
                 got = systems[system](vol.url)
                 dt = time.perf_counter() - t0
-                if r == 0:
+                if r == 0:  # every system's first answer is checked against the truth, outside the timer
                     if not np.array_equal(np.asarray(got).reshape(-1), want):
                         print(f"{system} returned wrong values on {name}")
                         return 1
                 else:
                     times.setdefault((name, system), []).append(dt)
 
-    print(f"{args.points} random points, median of {repeats} (ms; a fresh handle each time)")
-    print(f"{'line':<18} {'cvl':>9} {'cv':>10} {'ts':>9} {'cv/cvl':>8} {'ts/cvl':>8}")
-    out = {}
+    print(f"{args.points} random points, median of {repeats} (ms; a fresh handle each time); "
+          "ratios are speed ratios, cvl against each peer (above 1: cvl is faster)")
+    keys = common.ratio_names(list(systems))
+    print(f"{'line':<18}" + "".join(f"{s:>10}" for s in systems)
+          + "".join(f"{('vs best' if k == 'cvl/best' else k):>10}" for k in keys))
+    out, spread, rat = {}, {}, {}
     for name, _ in lines:
         ms = {s: 1e3 * statistics.median(times[(name, s)]) for s in systems}
         out[name] = ms
-        print(f"{name:<18} {ms['cvl']:>9.1f} {ms['cv']:>10.1f} {ms['ts']:>9.1f} {ms['cv'] / ms['cvl']:>8.1f} "
-              f"{ms['ts'] / ms['cvl']:>8.2f}")
+        spread[name] = {s: (max(t) - min(t)) / 2 / statistics.median(t) if len(t) > 1 else None
+                        for s in systems for t in [times[(name, s)]]}
+        rat[name] = common.ratios({s: 1e3 / v for s, v in ms.items()})
+        print(f"{name:<18}" + "".join(f"{ms[s]:>10.1f}" for s in systems)
+              + "".join(f"{rat[name][k]:>10.2f}" for k in keys))
 
     warm = {}
     for name, vol in lines[:2]:
@@ -107,8 +113,12 @@ def main() -> int:
         warm[name] = {"lru_ms": 1e3 * statistics.median(t), "disk_cache_ms": 1e3 * statistics.median(d)}
         print(f"warm {name:<13} cvl LRU {warm[name]['lru_ms']:.1f} ms, cvl disk cache (new handle) "
               f"{warm[name]['disk_cache_ms']:.1f} ms")
-    common.write_json({"benchmark": "points", "points": args.points, "repeats": repeats, "cold_ms": out,
-                       "warm_ms": warm}, "points_quick.json" if args.quick else "points.json")
+    versions = {"cvl": common.dist_version("cloudvolume-lite"), "cv": common.dist_version("cloud-volume"),
+                "ts": common.dist_version("tensorstore"), "ts F": common.dist_version("tensorstore")}
+    path = common.write_json({"benchmark": "points", "env": common.environment(versions), "quick": args.quick,
+                              "points": args.points, "repeats": repeats, "cold_ms": out, "cold_spread": spread,
+                              "ratios": rat, "warm_ms": warm}, "points_quick.json" if args.quick else "points.json")
+    print(f"[points] wrote {path}")
     return 0
 
 

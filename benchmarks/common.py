@@ -206,6 +206,106 @@ class System:
     version: str = ""
 
 
+# ------------------------------------------------------------------------------------------
+# TensorStore, the peer to beat: C order (its default) and Fortran order (cvl's layout)
+# ------------------------------------------------------------------------------------------
+#: system names for TensorStore by the memory order it is asked to return
+TS_NAMES: dict[str, str] = {"C": "ts", "F": "ts F"}
+
+
+def ts_kvstore(url: str) -> dict | str:
+    """A TensorStore kvstore spec for ``url``: ``file://`` and ``http(s)://`` explicitly, others as URLs."""
+    if url.startswith("file://"):
+        return {"driver": "file", "path": url[len("file://") :]}
+    if url.startswith(("http://", "https://")):
+        return {"driver": "http", "base_url": url}
+    return url  # gs://, s3://, memory://: TensorStore parses kvstore URLs itself
+
+
+def ts_open(url: str) -> Any:
+    """Open ``url`` with TensorStore's neuroglancer_precomputed driver and no ``context``.
+
+    A fresh default context has a ``cache_pool`` of 0 bytes: nothing decoded is kept between
+    operations, as for the other systems.
+    """
+    import tensorstore as ts
+
+    return ts.open({"driver": "neuroglancer_precomputed", "kvstore": ts_kvstore(url)}, read=True).result()
+
+
+def ts_read(t: Any, box: "Box | None" = None, order: str = "C") -> np.ndarray:
+    """``box`` (global coordinates; None = everything) as (X, Y, Z, C) in memory order ``order``.
+
+    TensorStore's domain is the global voxel range plus a channel dimension, so the result
+    has cvl's shape; ``order="F"`` also gives cvl's memory layout, which TensorStore produces
+    without the transposing copy that C order costs it.
+    """
+    if box is not None:
+        (x0, y0, z0), (x1, y1, z1) = box.lo, box.hi
+        t = t[x0:x1, y0:y1, z0:z1, :]
+    return t.read(order=order).result()
+
+
+def ts_read_url(url: str, order: str = "C") -> np.ndarray:
+    """Open ``url`` and read all of it: the whole-volume read bench_http times."""
+    return ts_read(ts_open(url), None, order)
+
+
+def tensorstore_system(order: str = "C") -> System:
+    """TensorStore as a :class:`System`, asked for ``order`` ("C": its default, or "F")."""
+    from importlib.metadata import version
+
+    if order not in TS_NAMES:
+        raise ValueError(f"order must be 'C' or 'F', not {order!r}")
+    return System(TS_NAMES[order], ts_open, lambda t, box: ts_read(t, box, order), version=version("tensorstore"))
+
+
+# ------------------------------------------------------------------------------------------
+# ratios: cvl against the best peer
+# ------------------------------------------------------------------------------------------
+def is_ours(name: str, ours: str = "cvl") -> bool:
+    """``cvl`` and its variants (``cvl p32``) are ours; everything else is a peer."""
+    return name == ours or name.startswith(ours + " ")
+
+
+def best_peer(rates: dict[str, float | None], ours: str = "cvl") -> tuple[str | None, float | None]:
+    """(name, rate) of the fastest peer in ``rates`` (higher = faster), over every peer present.
+
+    Every peer counts, TensorStore in C order too, so "vs best" is never flattered by leaving
+    one out; usually the best is TensorStore in Fortran order, sometimes CloudVolume or C order.
+    """
+    peers = {n: r for n, r in rates.items() if not is_ours(n, ours) and r}
+    if not peers:
+        return None, None
+    name = max(peers, key=lambda n: peers[n])  # type: ignore[arg-type, return-value]
+    return name, peers[name]
+
+
+def ratio_names(names: Sequence[str], ours: str = "cvl") -> list[str]:
+    """The ratio columns, in table order: ours/cv, ours/ts F, ours/best, then ours/ts (C order)."""
+    peers = [n for n in names if not is_ours(n, ours)]
+    first = [p for p in peers if p != TS_NAMES["C"]]
+    out = [f"{ours}/{p}" for p in first] + [f"{ours}/best"]
+    if TS_NAMES["C"] in peers:
+        out.append(f"{ours}/{TS_NAMES['C']}")
+    return out
+
+
+def ratios(rates: dict[str, float | None], ours: str = "cvl") -> dict[str, float | None]:
+    """``{"cvl/cv": .., "cvl/ts F": .., "cvl/best": .., "cvl/ts": ..}`` from speeds (higher = faster).
+
+    Missing or failed systems give None; ``best`` is :func:`best_peer`. Usable on bench_http's
+    ``{system: MB/s}`` as well as on a :class:`Result`.
+    """
+    mine = rates.get(ours)
+    out: dict[str, float | None] = {}
+    for key in ratio_names(list(rates), ours):
+        peer = key.split("/", 1)[1]
+        theirs = best_peer(rates, ours)[1] if peer == "best" else rates.get(peer)
+        out[key] = mine / theirs if mine and theirs else None
+    return out
+
+
 @dataclass
 class Line:
     """One row of the table: a list of boxes read from one volume."""
@@ -404,11 +504,15 @@ def _fmt(x: float | None, spec: str, width: int) -> str:
 
 
 def format_table(results: Sequence[Result], systems: Sequence[str], ours: str) -> str:
-    """Median MB/s per system (±half-range %), ours/peer ratios and ours/best-peer; then ms/op and CPU use."""
-    peers = [s for s in systems if s != ours]
+    """Median MB/s per system (±half-range %) and the ratios of :func:`ratio_names`; then ms/op and CPU use.
+
+    ``vs best`` is ours against the fastest peer on the line (see :func:`best_peer`).
+    """
+    keys = ratio_names(systems, ours)
+    label = {f"{ours}/best": "vs best"}
     lw = max(24, *(len(r.line.name) for r in results)) + 1
     head = f"{'line':<{lw}}{'MB':>8}" + "".join(f"{s + ' MB/s':>16}" for s in systems)
-    head += "".join(f"{ours + '/' + p:>10}" for p in peers) + f"{'vs best':>9}"
+    head += "".join(f"{label.get(k, k):>11}" for k in keys)
     out = [head, "-" * len(head)]
     for r in results:
         row = f"{r.line.name:<{lw}}{r.line.out_bytes / 1e6:>8.1f}"
@@ -419,14 +523,8 @@ def format_table(results: Sequence[Result], systems: Sequence[str], ours: str) -
             m, sp = r.mbps(s), r.spread(s)
             cell = "—" if m is None else (f"{m:.1f}" + (f" ±{sp * 100:.0f}%" if sp is not None else ""))
             row += f"{cell:>16}"
-        mine = r.mbps(ours)
-        ratios = []
-        for p in peers:
-            theirs = r.mbps(p)
-            ratios.append(mine / theirs if mine and theirs else None)
-            row += _fmt(ratios[-1], ".2f", 10)
-        best = [r.mbps(p) for p in peers if r.mbps(p)]
-        row += _fmt(mine / max(best) if mine and best else None, ".2f", 9)
+        rat = ratios({s: r.mbps(s) for s in systems}, ours)
+        row += "".join(_fmt(rat.get(k), ".2f", 11) for k in keys)
         out.append(row)
     out.append("")
     head2 = f"{'line':<{lw}}{'ops':>8}" + "".join(f"{s + ' ms/op':>16}" for s in systems)
@@ -456,7 +554,21 @@ def _git_rev() -> str | None:
         return None
 
 
-def environment(systems: Iterable[System]) -> dict:
+def dist_version(name: str) -> str:
+    """The installed version of distribution ``name``, or "unknown"."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def environment(systems: Iterable[System] | dict[str, str]) -> dict:
+    """Where and with what a result was measured: time, git revision, versions, CPUs, load.
+
+    ``systems`` is the Systems run, or ``{name: version}`` for a benchmark without Systems.
+    """
     try:
         import psutil
 
@@ -473,7 +585,7 @@ def environment(systems: Iterable[System]) -> dict:
         "cpu_count": os.cpu_count(),
         "cpu_mhz": getattr(freq, "current", None),
         "loadavg_at_end": load,
-        "systems": {s.name: s.version for s in systems},
+        "systems": dict(systems) if isinstance(systems, dict) else {s.name: s.version for s in systems},
     }
 
 
@@ -503,12 +615,9 @@ def to_json(results: Sequence[Result], systems: Sequence[System], ours: str, ext
                 "runs_s": r.totals(s),
                 "runs_cpu_s": [x.total_cpu for x in r.runs.get(s, [])],
             }
-        mine = r.mbps(ours)
-        entry["ratios"] = {
-            f"{ours}/{p}": (mine / r.mbps(p) if mine and r.mbps(p) else None) for p in names if p != ours
-        }
-        peers = [r.mbps(p) for p in names if p != ours and r.mbps(p)]
-        entry["ratios"][f"{ours}/best"] = mine / max(peers) if mine and peers else None
+        rates = {s: r.mbps(s) for s in names}
+        entry["ratios"] = ratios(rates, ours)
+        entry["best_peer"] = best_peer(rates, ours)[0]
         lines.append(entry)
     return {"env": environment(systems), "ours": ours, **(extra or {}), "lines": lines}
 

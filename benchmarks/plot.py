@@ -1,9 +1,10 @@
-"""Draw docs/benchmarks.png from the JSON in benchmarks/results/ (run the benchmarks first).
+"""Draw docs/benchmarks.png from the committed JSON in docs/results/ (or ``--results DIR``).
 
 Each row is one benchmark line; bars show each system's speed relative to the fastest system
-on that line (1.0 = fastest), so lines of very different sizes share one axis. Pillow only.
+on that line (1.0 = fastest), so lines of very different sizes share one axis. TensorStore
+appears twice, in C order ("ts") and Fortran order ("ts F"), where a result has both. Pillow only.
 
-    python benchmarks/plot.py [--out docs/benchmarks.png]
+    python benchmarks/plot.py [--results benchmarks/results] [--out docs/benchmarks.png]
 """
 
 from __future__ import annotations
@@ -15,52 +16,53 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
-RESULTS = Path(__file__).resolve().parent / "results"
-COLORS = {"cvl": (31, 119, 180), "cv": (255, 127, 14), "ts": (44, 160, 44)}
-NAMES = {"cvl": "cloudvolume-lite", "cv": "CloudVolume", "ts": "TensorStore"}
+ROOT = Path(__file__).resolve().parent.parent
+COLORS = {"cvl": (31, 119, 180), "cv": (255, 127, 14), "ts F": (44, 160, 44), "ts": (152, 223, 138)}
+NAMES = {"cvl": "cloudvolume-lite", "cv": "CloudVolume", "ts F": "TensorStore, F order", "ts": "TensorStore, C order"}
+SYSTEMS = tuple(COLORS)  # drawn in this order; others (cvl p32, ...) are left out
 
 
-def _load(name: str) -> dict | None:
-    p = RESULTS / name
+def _load(results: Path, name: str) -> dict | None:
+    p = results / name
     return json.loads(p.read_text()) if p.exists() else None
 
 
-def rows() -> list[tuple[str, dict[str, float]]]:
-    """(label, {system: speed}) with higher = faster, from every result file present."""
+def rows(results: Path = ROOT / "docs" / "results") -> list[tuple[str, dict[str, float]]]:
+    """(label, {system: speed}) with higher = faster, from every result file present in ``results``."""
     out: list[tuple[str, dict[str, float]]] = []
     for fname, tag in (("read.json", "read"), ("read_sharded.json", "read, sharded")):
-        d = _load(fname)
+        d = _load(results, fname)
         for line in (d or {}).get("lines", []):
-            speeds = {s: v["mb_per_s"] for s, v in line["systems"].items() if v.get("mb_per_s")}
+            speeds = {s: v["mb_per_s"] for s, v in line["systems"].items() if v.get("mb_per_s") and s in SYSTEMS}
             out.append((f"{tag}: {line['name']}", speeds))
-    d = _load("points.json")
+    d = _load(results, "points.json")
     for name, ms in (d or {}).get("cold_ms", {}).items():
-        out.append((f"10k points: {name}", {s: 1000.0 / v for s, v in ms.items()}))
-    d = _load("http.json")
+        out.append((f"10k points: {name}", {s: 1000.0 / v for s, v in ms.items() if v and s in SYSTEMS}))
+    d = _load(results, "http.json")
     for name, rate in (d or {}).get("mb_per_s", {}).items():
-        out.append((f"HTTP 20 ms: {name}", {s: rate[s] for s in ("cvl", "cv", "ts") if s in rate}))
-    d = _load("write.json")
+        out.append((f"HTTP 20 ms: {name}", {s: rate[s] for s in SYSTEMS if rate.get(s)}))
+    d = _load(results, "write.json")
     for name, line in (d or {}).get("lines", {}).items():
         if "gzip" not in name:  # TensorStore cannot gzip unsharded chunks: only like-for-like lines
-            out.append((f"write: {name}", line["mb_per_s"]))
+            out.append((f"write: {name}", {s: v for s, v in line["mb_per_s"].items() if v and s in SYSTEMS}))
     return out
 
 
 def draw(data: list[tuple[str, dict[str, float]]], out: Path) -> None:
-    label_w, bar_w, row_h, bar_h, top = 430, 420, 44, 12, 50
-    img = Image.new("RGB", (label_w + bar_w + 60, top + row_h * len(data) + 20), "white")
+    label_w, bar_w, row_h, bar_h, top = 430, 420, 56, 12, 50
+    img = Image.new("RGB", (max(label_w + bar_w + 60, 10 + 190 * len(SYSTEMS)), top + row_h * len(data) + 20), "white")
     g = ImageDraw.Draw(img)
     g.text((10, 10), "Speed relative to the fastest system on each line (1.0 = fastest); 2-core VM", fill="black")
     x = 10
-    for s in ("cvl", "cv", "ts"):
+    for s in SYSTEMS:
         g.rectangle([x, 28, x + 12, 38], fill=COLORS[s])
         g.text((x + 16, 27), NAMES[s], fill="black")
-        x += 150
+        x += 190
     for i, (label, speeds) in enumerate(data):
         y = top + i * row_h
         g.text((10, y + 14), label[:64], fill="black")
         best = max(speeds.values())
-        for j, s in enumerate(("cvl", "cv", "ts")):
+        for j, s in enumerate(SYSTEMS):
             if s not in speeds:
                 continue
             frac = speeds[s] / best
@@ -74,9 +76,11 @@ def draw(data: list[tuple[str, dict[str, float]]], out: Path) -> None:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", default=str(Path(__file__).resolve().parent.parent / "docs" / "benchmarks.png"))
+    ap.add_argument("--results", default=str(ROOT / "docs" / "results"),
+                    help="directory of result JSON (default docs/results; benchmarks/results for a fresh run)")
+    ap.add_argument("--out", default=str(ROOT / "docs" / "benchmarks.png"))
     args = ap.parse_args()
-    data = rows()
+    data = rows(Path(args.results))
     if not data:
         print("no results yet: run the benchmarks first", file=sys.stderr)
         return 1

@@ -23,3 +23,50 @@ def test_ci_runs_the_readme_test_command():
     ci = (ROOT / ".ci" / "run").read_text()
     test_cmd = next(line.split("#")[0].strip() for line in readme if "pytest" in line)
     assert test_cmd in ci
+
+
+def _report():
+    """benchmarks/report.py, imported from its path (benchmarks/ is not a package)."""
+    import importlib.util
+    import sys
+
+    bench = ROOT / "benchmarks"
+    if str(bench) not in sys.path:
+        sys.path.insert(0, str(bench))  # report.py imports its neighbour common.py
+    spec = importlib.util.spec_from_file_location("cvl_benchmarks_report", bench / "report.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_benchmark_figures_match_committed_results():
+    """README's speed sentences and docs/benchmarks.md's tables are what docs/results/*.json give."""
+    report = _report()
+    results = report.load(report.results_dir(ROOT))
+    for name in ("read.json", "read_sharded.json", "points.json", "http.json"):
+        assert name in results, f"docs/results/{name} is missing: run the benchmark, then `python benchmarks/report.py --collect`"
+    for path, want in report.render(ROOT).items():
+        assert path.read_text() == want, (
+            f"{path.relative_to(ROOT)} differs from the figures in docs/results/: run `python benchmarks/report.py`"
+        )
+
+
+def test_speed_sentences_say_when_cvl_is_behind():
+    """The wording follows the numbers: lines below the best peer are counted as behind, not hidden."""
+    report = _report()
+    line = lambda name, cvl, cv, tsf: {  # noqa: E731
+        "name": name, "systems": {"cvl": {"mb_per_s": cvl}, "cv": {"mb_per_s": cv}, "ts F": {"mb_per_s": tsf}}}
+    results = {
+        "read.json": {"lines": [line("fast", 300.0, 100.0, 150.0), line("even", 100.0, 50.0, 101.0),
+                                line("slow", 60.0, 10.0, 100.0)]},
+        "points.json": {"points": 10, "cold_ms": {"B": {"cvl": 5.0, "cv": 500.0, "ts": 4.0, "ts F": 2.0}}},
+        "http.json": {"server": "async", "latency_s": 0.02, "mb_per_s": {"A": {"cvl": 50.0, "cv": 40.0, "ts": 100.0}}},
+    }
+    text = " ".join(report.speed_paragraph(results).split())
+    assert "0.60–2.00× the speed of the fastest peer" in text
+    assert "ahead (≥ 1.05×) on 1 of 3 local read lines, level (within 5%) on 1 and behind on 1" in text
+    assert "at 0.40× TensorStore's speed and 100× faster than CloudVolume" in text
+    assert "run at 0.50× the fastest peer's speed on 1 volume" in text
+    assert "TensorStore in C order" in text  # no ts F column in that HTTP result
+    behind = report.behind_section(results)
+    assert "**slow**" in behind and "**fast**" not in behind and "HTTP" in behind
