@@ -3,20 +3,32 @@ first-byte time): cloudvolume-lite vs CloudVolume vs TensorStore, interleaved, m
 
 The server runs in its own process. By default it is ``latency_server.py`` (asyncio, ~0.2 ms
 of CPU per request); ``--server threaded`` uses the test suite's thread-per-connection server
-instead (~0.4 ms per request), which on a 2-core machine takes CPU from the clients. Volumes
-are bench_read's A (raw uint8 1024x1024x128), A with every chunk file gzip'd (as CloudVolume
-writes them), B (cseg uint64 512x512x128) and D (B sharded).
+instead (~0.4 ms per request), which on a 2-core machine takes CPU from the clients;
+``--server stdlib`` is ``python -m http.server`` itself (a listen backlog of 5, HTTP/1.0 with a
+new connection per request, no Range, no latency added), the server a user starts first.
+Volumes are bench_read's A (raw uint8 1024x1024x128), A with every chunk file gzip'd (as
+CloudVolume writes them), B (cseg uint64 512x512x128) and D (B sharded); the stdlib server
+gets A and B only (it knows neither Range nor gzip'd files).
 
-    python benchmarks/bench_http.py [--quick] [--repeats N] [--latency 0.02] [--server threaded] [--sweep]
+Systems: cvl, CloudVolume, TensorStore in Fortran order (``ts F``: cvl's layout, the peer to
+beat) and in its default C order (``ts``). ``--baseline DIR`` adds ``cvl before``: the package
+of another checkout (``git worktree add DIR REV``, with its C extension built or copied in),
+imported under another name, so that a change is measured against its parent in one run.
+
+    python benchmarks/bench_http.py [--quick] [--repeats N] [--latency 0.02] [--server threaded|stdlib]
+                                    [--sweep] [--baseline DIR]
 """
 
 from __future__ import annotations
 
 import gzip
+import importlib
+import re
 import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -51,11 +63,34 @@ def gzipped_files(vol: common.BenchVolume, quick: bool) -> common.BenchVolume:
                                 lambda: np.asarray(vol.truth()), write, offset=vol.offset)
 
 
+def baseline_package(tree: Path) -> object:
+    """The ``cloudvolume_lite`` package of another checkout, importable as ``cvl_before``: a copy
+    with its absolute self-references renamed (the registries name modules by full path)."""
+    dest = Path(tempfile.mkdtemp(prefix="cvl-before-"))
+    pkg = dest / "cvl_before"
+    shutil.copytree(tree / "cloudvolume_lite", pkg, ignore=shutil.ignore_patterns("__pycache__"))
+    for f in pkg.rglob("*.py"):
+        f.write_text(re.sub(r"\bcloudvolume_lite\b", "cvl_before", f.read_text()))
+    sys.path.insert(0, str(dest))
+    return importlib.import_module("cvl_before")
+
+
+def stdlib_server(root: Path) -> tuple[subprocess.Popen, str]:
+    """``python -m http.server`` on loopback, as a user would start it."""
+    proc = subprocess.Popen([sys.executable, "-u", "-m", "http.server", "0", "--bind", "127.0.0.1",
+                             "--directory", str(root)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    line = proc.stdout.readline()  # type: ignore[union-attr]
+    port = int(re.search(r"port (\d+)", line).group(1))  # type: ignore[union-attr]
+    return proc, f"http://127.0.0.1:{port}"
+
+
 def main() -> int:
     ap = common.arg_parser(__doc__)
     ap.add_argument("--latency", type=float, default=0.02)
-    ap.add_argument("--server", choices=("async", "threaded"), default="async")
+    ap.add_argument("--server", choices=("async", "threaded", "stdlib"), default="async")
     ap.add_argument("--sweep", action="store_true", help="also try cloudvolume-lite with parallel=32 and 64")
+    ap.add_argument("--baseline", type=Path, default=None, help="a checkout to compare against ('cvl before')")
+    ap.add_argument("--no-cv", action="store_true", help="leave CloudVolume out (it takes minutes on slow servers)")
     args = ap.parse_args()
     repeats = args.repeats or (2 if args.quick else 3)
     import cloudvolume_lite as cvl
@@ -65,24 +100,31 @@ def main() -> int:
     plain = make_volumes(args.quick, False)
     vols = [plain[0], (gzipped_files(plain[0][0], args.quick), *plain[0][1:]), plain[1],
             make_volumes(args.quick, False, sharded=True)[1]]
+    if args.server == "stdlib":
+        vols = [plain[0], plain[1]]
     root = common.data_dir()
-    if args.server == "threaded":
-        cmd = [sys.executable, "-c", SERVER, str(root), str(args.latency), str(common.REPO_DIR / "tests")]
+    if args.server == "stdlib":
+        srv, base = stdlib_server(root)
     else:
-        cmd = [sys.executable, str(Path(__file__).resolve().parent / "latency_server.py"), str(root), str(args.latency)]
-    srv = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
-    try:
+        if args.server == "threaded":
+            cmd = [sys.executable, "-c", SERVER, str(root), str(args.latency), str(common.REPO_DIR / "tests")]
+        else:
+            cmd = [sys.executable, str(Path(__file__).resolve().parent / "latency_server.py"), str(root),
+                   str(args.latency)]
+        srv = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
         base = srv.stdout.readline().strip()  # type: ignore[union-attr]
-
+    try:
         def url_of(v) -> str:
             return f"{base}/{v.path.relative_to(root)}"
 
-        systems = {
-            "cvl": lambda u: cvl.Volume(u)[...],
-            "cv": lambda u: np.asarray(CloudVolume(u, progress=False)[:, :, :]),
-            "ts": lambda u: np.asarray(ts.open({"driver": "neuroglancer_precomputed",
-                                                "kvstore": {"driver": "http", "base_url": u}}).result().read().result()),
-        }
+        systems = {"cvl": lambda u: cvl.Volume(u)[...]}
+        if not args.no_cv:
+            systems["cv"] = lambda u: np.asarray(CloudVolume(u, progress=False)[:, :, :])
+        systems["ts F"] = lambda u: common.ts_read_url(u, "F")
+        systems["ts"] = lambda u: common.ts_read_url(u, "C")
+        if args.baseline is not None:
+            before = baseline_package(args.baseline.resolve())
+            systems["cvl before"] = lambda u: before.Volume(u)[...]  # type: ignore[attr-defined]
         if args.sweep:
             systems["cvl p32"] = lambda u: cvl.Volume(u, parallel=32)[...]
             systems["cvl p64"] = lambda u: cvl.Volume(u, parallel=64)[...]
@@ -104,21 +146,27 @@ def main() -> int:
                     del got
     finally:
         srv.kill()
-    print(f"full reads over loopback HTTP ({args.server} server), {args.latency * 1e3:.0f} ms per request, "
-          f"median of {repeats} (MB/s)")
+    where = "python -m http.server" if args.server == "stdlib" else f"{args.server} server, {args.latency * 1e3:.0f} ms per request"
+    print(f"full reads over loopback HTTP ({where}), median of {repeats} (MB/s)")
     names = list(systems)
-    print(f"{'volume':<34} " + " ".join(f"{n:>9}" for n in names) + f" {'cvl/cv':>7} {'cvl/ts':>7} {'vs best':>8}")
+    cols = common.ratio_names(names)
+    print(f"{'volume':<34} " + " ".join(f"{n:>10}" for n in names) + " " + " ".join(f"{c:>11}" for c in cols))
     out = {}
     for vol, _, _ in vols:
         mb = np.asarray(vol.truth()).nbytes / 1e6
         rate = {n: mb / statistics.median(times[(vol.name, n)]) for n in names}
         out[vol.name] = rate
-        best = max(rate["cv"], rate["ts"])
-        print(f"{vol.name:<34} " + " ".join(f"{rate[n]:>9.1f}" for n in names)
-              + f" {rate['cvl'] / rate['cv']:>7.2f} {rate['cvl'] / rate['ts']:>7.2f} {rate['cvl'] / best:>8.2f}")
-    common.write_json({"benchmark": "http", "server": args.server, "latency_s": args.latency, "repeats": repeats,
-                       "mb_per_s": out},
-                      f"http{'_threaded' if args.server == 'threaded' else ''}{'_quick' if args.quick else ''}.json")
+        rs = common.ratios(rate)
+        print(f"{vol.name:<34} " + " ".join(f"{rate[n]:>10.1f}" for n in names) + " "
+              + " ".join(f"{rs[c]:>11.2f}" if rs[c] else f"{'-':>11}" for c in cols))
+    if args.baseline is not None:
+        print("cvl / cvl before: " + ", ".join(f"{v}: {r['cvl'] / r['cvl before']:.2f}" for v, r in out.items()))
+    latency = 0.0 if args.server == "stdlib" else args.latency
+    suffix = "" if args.server == "async" else f"_{args.server}"
+    if args.server != "stdlib" and args.latency != 0.02:
+        suffix += f"_{args.latency * 1e3:.0f}ms"
+    common.write_json({"benchmark": "http", "server": args.server, "latency_s": latency, "repeats": repeats,
+                       "mb_per_s": out}, f"http{suffix}{'_quick' if args.quick else ''}.json")
     return 0
 
 

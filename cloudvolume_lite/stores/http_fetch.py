@@ -43,7 +43,7 @@ OVERLOAD_STATUS = frozenset({429, 502, 503, 504})
 #: how often one request is sent again after it got stuck
 _RESENDS = 3
 #: requests in flight before the first answers say more would be welcome
-INITIAL_WINDOW = 32
+INITIAL_WINDOW = 128
 
 
 @dataclass
@@ -246,14 +246,16 @@ class Fetcher:
                         finish(conn)
                 if busy and not done:
                     stuck = window.stuck_after()
-                    wait = max(0.0, min(self._next_check(c, stuck) for c in busy) - time.monotonic())
+                    stuck_open = window.connect_stuck_after()
+                    wait = max(0.0, min(self._next_check(c, stuck, stuck_open) for c in busy) - time.monotonic())
                     for key, _ in sel.select(wait):
                         conn = key.data
                         self._advance(conn, sel)
                         if conn.result is not None:
                             finish(conn)
                     now = time.monotonic()
-                    for conn in [c for c in busy if self._next_check(c, stuck) <= now]:
+                    lost: list[float] = []  # when the requests found stuck in this pass were sent
+                    for conn in [c for c in busy if self._next_check(c, stuck, stuck_open) <= now]:
                         if self.deadline is not None and now - conn.born >= self.deadline:
                             give_up(conn, Failure(f"no complete answer within {self.deadline:g} s (in {conn.state}, "
                                                   f"{conn.got} bytes of the body so far)", final=True))
@@ -263,11 +265,13 @@ class Fetcher:
                             self._close(conn, sel)
                             busy.discard(conn)
                             window.release()
-                            window.stuck(conn.sent_at)
+                            lost.append(conn.sent_at)
                             todo.appendleft((conn.tag, *conn.request, conn.born, conn.resends + 1))
                         else:
                             give_up(conn, Failure(f"no answer after {now - conn.born:.1f} s, sent {_RESENDS + 1} "
                                                   "times, while answers usually come much sooner"))
+                    if lost:
+                        window.stuck(max(lost), len(lost))
                 finished, done = done, []
                 for conn in finished:
                     if isinstance(conn.result, Failure) and conn.result.reason == _STALE:
@@ -283,7 +287,7 @@ class Fetcher:
                 window.release()
             sel.close()
 
-    def _next_check(self, conn: _Conn, stuck: float | None) -> float:
+    def _next_check(self, conn: _Conn, stuck: float | None, stuck_open: float | None) -> float:
         """When ``conn`` must be looked at even if nothing arrives: its silence limit, its
         deadline in all, or (no answer begun yet) the moment it would count as stuck."""
         t = conn.deadline
@@ -291,6 +295,8 @@ class Fetcher:
             t = min(t, conn.born + self.deadline)
         if stuck is not None and not conn.first_byte:
             t = min(t, conn.sent_at + stuck)
+        if stuck_open is not None and conn.state == "connect":
+            t = min(t, conn.sent_at + stuck_open)
         return t
 
     def _connection(self) -> _Conn | Failure:
@@ -336,6 +342,7 @@ class Fetcher:
         try:
             if conn.state == "connect" and self._connected(conn):
                 conn.state = "send"
+                self.window.connected(time.monotonic() - conn.sent_at)
                 if self._tls is not None:
                     self._unwatch(conn, sel)  # wrapping moves the descriptor to a new socket object
                     conn.sock = self._tls.wrap_socket(conn.sock, server_hostname=self.host, do_handshake_on_connect=False)

@@ -6,11 +6,13 @@ request) drops the connections it cannot accept, and 128 at once turned a 5 s re
 So the window grows while answers come back healthy and shrinks when the server shows
 overload, in the manner of TCP congestion control:
 
-- it starts small (``initial``) and doubles every round of healthy answers ("slow start")
-  until the first sign of overload, then grows by one per round;
+- it starts at ``initial`` and doubles every round of healthy answers ("slow start") until
+  the first sign of overload, then grows by one per round;
 - a sign of overload halves it: a refused, reset or silent connection, a 429/502/503/504
-  answer, or requests that wait far longer than answers usually take (``stuck_after``) —
-  two or more within a few seconds; one alone is a slow answer, resent but forgiven;
+  answer, or requests that wait far longer than answers usually take (``stuck_after``), or
+  connections that do not open within ten round trips (``connect_stuck_after``: a full listen
+  backlog drops them) — two or more within a few seconds; one alone is forgiven. Many stuck
+  at once shrink it by as many;
 - one burst of overload cuts it once: signals from requests sent before the last cut are
   the same overload seen late, not a new one;
 - it never exceeds ``limit`` (the user's ``parallel``) nor drops below one.
@@ -31,6 +33,8 @@ STUCK_FACTOR = 8.0
 #: or more (the client's SYN is answered but the connection not accepted) while the rest take
 #: a few milliseconds; catching them at 0.25 s rather than 1 s made its reads 3x faster.
 STUCK_FLOOR = 0.25
+#: a connection not open after this long (and 10x the quickest open) lost its SYN
+CONNECT_STUCK_FLOOR = 0.02
 #: the answers needed before anything is judged stuck (until then only timeouts count)
 _MIN_SAMPLES = 8
 #: stuck requests within this many seconds of each other are overload, not a slow answer
@@ -52,6 +56,7 @@ class Window:
         self._last_cut = 0.0  # time.monotonic() of the last cut
         self._ttfb: deque[float] = deque(maxlen=_SAMPLES)
         self._stuck: deque[float] = deque(maxlen=2)  # when the latest stuck requests were seen
+        self._connect: float | None = None  # the quickest connection opened so far (seconds)
         self._cond = threading.Condition()
         self.cuts = 0  # how often overload was seen (for tests and benchmarks)
 
@@ -100,14 +105,36 @@ class Window:
             self._last_cut = time.monotonic()
             self.cuts += 1
 
-    def stuck(self, sent_at: float) -> None:
-        """A request sent at ``sent_at`` got no answer for ``stuck_after()`` seconds."""
+    def stuck(self, sent_at: float, count: int = 1) -> None:
+        """``count`` requests (the newest sent at ``sent_at``) got no answer in time: two or
+        more within a few seconds are overload. The window then shrinks by as many as the
+        server is holding, and at least by half: a server that left 120 of 128 requests
+        unanswered is shown it takes about 8, at once rather than in four halvings."""
         now = time.monotonic()
         with self._cond:
-            self._stuck.append(now)
+            self._stuck.extend([now] * min(count, 2))
             overload = len(self._stuck) == 2 and now - self._stuck[0] <= _STUCK_SPAN
-        if overload:
-            self.congested(sent_at)
+            if not overload or sent_at < self._last_cut:
+                return
+            self._size = max(1.0, min(self._size / 2, self._size - count))
+            self._threshold = max(2.0, self._size)
+            self._last_cut = now
+            self.cuts += 1
+
+    def connected(self, seconds: float) -> None:
+        """A new connection took ``seconds`` to open (the network's round trip, no server work)."""
+        with self._cond:
+            if self._connect is None or seconds < self._connect:
+                self._connect = seconds
+
+    def connect_stuck_after(self) -> float | None:
+        """Seconds after which an unopened connection counts as lost: its SYN was dropped, as a
+        server with a full listen backlog does (the kernel's own retry comes after a second).
+        Opening a connection involves no server work, so the bound can be tight."""
+        with self._cond:
+            if self._connect is None:
+                return None
+            return max(CONNECT_STUCK_FLOOR, 10 * self._connect)
 
     def stuck_after(self) -> float | None:
         """Seconds without a first byte after which a request counts as lost (and is sent
@@ -119,4 +146,4 @@ class Window:
         return max(STUCK_FLOOR, STUCK_FACTOR * usual)
 
 
-__all__ = ["STUCK_FACTOR", "STUCK_FLOOR", "Window"]
+__all__ = ["CONNECT_STUCK_FLOOR", "STUCK_FACTOR", "STUCK_FLOOR", "Window"]
