@@ -165,8 +165,12 @@ def main() -> int:
     suffix = "" if args.server == "async" else f"_{args.server}"
     if args.server != "stdlib" and args.latency != 0.02:
         suffix += f"_{args.latency * 1e3:.0f}ms"
+    from importlib.metadata import version
+
+    env = common.environment({"cvl": cvl.__version__, "cv": version("cloud-volume"), "ts": version("tensorstore")})
     common.write_json({"benchmark": "http", "server": args.server, "latency_s": latency, "repeats": repeats,
-                       "mb_per_s": out}, f"http{suffix}{'_quick' if args.quick else ''}.json")
+                       "quick": bool(args.quick), "env": env, "mb_per_s": out},
+                      f"http{suffix}{'_quick' if args.quick else ''}.json")
     return 0
 
 
