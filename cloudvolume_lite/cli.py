@@ -258,7 +258,7 @@ def _unit_word(url: str) -> str:
 
 
 def _cmd_cache(args: argparse.Namespace) -> int:
-    from .disk_cache import DiskCache, default_cache_dir
+    from .stores.disk_cache import DiskCache, default_cache_dir
 
     cache = DiskCache(args.dir or default_cache_dir())
     if args.action == "size":

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Sequence
 import numpy as np
 
 from .bbox import Bbox
-from .cache import ChunkLRU, LRUStore
+from .stores.lru import ChunkLRU, LRUStore
 from .errors import RequestError
 
 if TYPE_CHECKING:

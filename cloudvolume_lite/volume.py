@@ -9,12 +9,12 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 
 from .bbox import Bbox, Request, normalize_key
-from .cache import ChunkLRU, LRUStore
+from .stores.lru import ChunkLRU, LRUStore
 from .codecs import ChunkSpec, get_codec
-from .disk_cache import DiskCache, DiskCacheStore, VolumeCache, default_cache_dir
+from .stores.disk_cache import DiskCache, DiskCacheStore, VolumeCache, default_cache_dir
 from .errors import ChunkNotFoundError, InfoError, OutOfBoundsError, RequestError, StoreError
 from .info import Info, Scale
-from .sharding import ShardedStore
+from .stores.sharded import ShardedStore
 from .plan import Paste, plan_pastes, run_workers
 from .progress import tracked
 from . import create as _create

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 import cloudvolume_lite as cvl
-from cloudvolume_lite.cache import ChunkLRU
-from cloudvolume_lite.disk_cache import DiskCache
+from cloudvolume_lite.stores.lru import ChunkLRU
+from cloudvolume_lite.stores.disk_cache import DiskCache
 from cloudvolume_lite.stores import StoreRegistry, StoreURL
 from cloudvolume_lite.stores.local import LocalStore
 from oracles import random_volume, ts_write

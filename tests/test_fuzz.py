@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 import cloudvolume_lite as cvl
 from cloudvolume_lite.codecs import ChunkSpec, get_codec
 from cloudvolume_lite.info import Info, Scale
-from cloudvolume_lite.sharding import ShardedStore, parse_minishard_index
+from cloudvolume_lite.stores.shard_index import parse_minishard_index
+from cloudvolume_lite.stores.sharded import ShardedStore
 from cloudvolume_lite.stores import StoreURL
 from cloudvolume_lite.stores.memory import MemoryBuckets, MemoryStore
 

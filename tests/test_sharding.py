@@ -11,12 +11,12 @@ import cloudvolume_lite as cvl
 from cloudvolume_lite.codecs import ChunkSpec, get_codec
 from cloudvolume_lite.info import Info
 from cloudvolume_lite.sharding import (
-    ShardedStore,
     ShardLayout,
     compressed_morton,
     murmurhash3_x86_128_low64,
     propose_sharding,
 )
+from cloudvolume_lite.stores.sharded import ShardedStore
 from cloudvolume_lite.stores import open_store
 from oracles import random_volume, ts_write
 

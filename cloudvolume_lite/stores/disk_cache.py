@@ -13,10 +13,10 @@ import threading
 from collections import OrderedDict
 from typing import ContextManager, Iterable, Iterator, Mapping
 
-from .errors import RequestError
-from .stores.base import ByteRange, Store, check_key, iter_through_cache
-from .stores.local import _TMP_MARK, atomic_write
-from .stores.url import StoreURL
+from ..errors import RequestError
+from .base import ByteRange, Store, check_key, iter_through_cache
+from .local import _TMP_MARK, atomic_write
+from .url import StoreURL
 
 
 def default_cache_dir() -> str:

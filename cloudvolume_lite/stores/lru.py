@@ -8,8 +8,8 @@ from typing import Any, Callable, ContextManager, Iterable, Iterator, Mapping, S
 
 from cachetools import LRUCache
 
-from .stores.base import ByteRange, Store, iter_through_cache
-from .stores.url import StoreURL
+from .base import ByteRange, Store, iter_through_cache
+from .url import StoreURL
 
 
 class ChunkLRU:
