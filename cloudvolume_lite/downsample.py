@@ -8,7 +8,7 @@ import numpy as np
 
 from .bbox import Bbox
 from .errors import RequestError
-from .plan import run_bounded
+
 from .writer import groups_of_cells
 
 if TYPE_CHECKING:
@@ -98,4 +98,5 @@ def downsample(vol: "Volume", mip: int, source_mip: int | None = None, method: s
             out = kernel(source, factor, front)[: box.size[0], : box.size[1], : box.size[2]]
             vol.upload(box, out, mip=mip)
 
-    run_bounded(vol._orchestrator(), one_group, groups_of_cells(dst, cells), window=2)
+    # each group reads and writes through the io lane, so it runs on the tasks lane
+    vol.runtime.run(one_group, groups_of_cells(dst, cells), 2, lane="tasks")

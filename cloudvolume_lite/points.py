@@ -3,14 +3,13 @@ as far as the points need."""
 
 from __future__ import annotations
 
-import os
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .codecs import ChunkSpec, get_codec
 from .errors import ChunkNotFoundError, OutOfBoundsError, RequestError
-from .plan import run_workers
+from .read import SMALL_READ
 
 if TYPE_CHECKING:
     from .volume import Volume
@@ -97,17 +96,20 @@ def read_points(vol: "Volume", points: Any, m: int) -> np.ndarray:
         else:
             out[sel] = codec.points_from_ranges(parts, spec, len(sel))
 
+    rt = vol.runtime
+    small = not store.latency_bound and len(uniq) <= SMALL_READ  # waking another thread costs more
     if by_bytes:
-        vol._run(store, ranged, by_bytes, len(by_bytes))
-    if whole and store.streams and len(whole) > 1:
-        # over http(s): every chunk's request in flight from one thread, the others decode
+        width = rt.parallel if store.latency_bound else rt.workers_for_cpu
+        rt.run(ranged, by_bytes, 1 if small else width)
+    if whole:
+        # the one batched read, as for cutouts: the store decides how the chunks travel
         by_name = {g[2]: g for g in whole}
-        stream = store.iter_get(list(by_name))
+        batch = store.iter_get(list(by_name), runtime=rt)
         try:
-            run_workers(vol._executor_for_io(), lambda item: fill(*by_name[item[0]], item[1]), stream,
-                        min(vol.parallel, os.cpu_count() or 2))
+            rt.run(lambda item: fill(*by_name[item[0]], item[1]), batch,
+                   1 if small else getattr(batch, "width", rt.workers_for_cpu), n=len(by_name))
         finally:
-            stream.close()
-    elif whole:
-        vol._run(store, lambda g: fill(*g, store.get(g[2])), whole, len(whole))
+            close = getattr(batch, "close", None)
+            if close is not None:
+                close()
     return out[:, 0] if nc == 1 else out

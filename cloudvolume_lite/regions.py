@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import threading
 from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import numpy as np
 
-from .bbox import Bbox
+from .bbox import Bbox, Request
+from .read import read
 from .stores.lru import ChunkLRU, LRUStore
 from .errors import RequestError
 
@@ -48,6 +50,8 @@ class RegionLoader:
         self._rng = np.random.default_rng(seed)
         base = vol.chunk_store(self.mip)
         self._store = base if vol.lru is not None else LRUStore(base, ChunkLRU(lru_bytes))
+        self._scale = vol.scales[self.mip]
+        self._opts = vol.read_options
         self.in_flight_peak = 0  # most batches ever pending at once (for tests and tuning)
 
     def __len__(self) -> int:
@@ -63,31 +67,40 @@ class RegionLoader:
         for b, i in enumerate(idx):
             lo = self.locations[i]
             box = Bbox(lo, lo + np.asarray(self.size))
-            out[b] = self.vol._read_box(box, self.mip, store=self._store)
+            req = Request(box, (1, 1, 1), slice(0, self.vol.num_channels, 1))
+            out[b] = read(self.vol.runtime, self._scale, self._store, req, self._opts, self.mip)
         return out
 
     def __iter__(self) -> Iterator[np.ndarray]:
         batches = self._batches()
         limit = self.num_workers * self.prefetch_factor
         pending: deque[Future] = deque()
-        with ThreadPoolExecutor(self.num_workers, thread_name_prefix="cvl-regions") as pool:
-            try:
-                it = iter(batches)
-                for idx in it:
-                    pending.append(pool.submit(self._load, idx))
-                    if len(pending) >= limit:
-                        break
-                self.in_flight_peak = max(self.in_flight_peak, len(pending))
-                while pending:
-                    batch = pending.popleft().result()
-                    nxt = next(it, None)
-                    if nxt is not None:
-                        pending.append(pool.submit(self._load, nxt))
-                        self.in_flight_peak = max(self.in_flight_peak, len(pending))
-                    yield batch
-            finally:
-                for f in pending:
-                    f.cancel()
+        # batches read through the io lane, so they are loaded on the tasks lane, at most
+        # num_workers at once (the rest of the prefetched ones wait their turn)
+        pool = self.vol.runtime.lane("tasks")
+        turns = threading.BoundedSemaphore(self.num_workers)
+
+        def load(idx: np.ndarray) -> np.ndarray:
+            with turns:
+                return self._load(idx)
+
+        try:
+            it = iter(batches)
+            for idx in it:
+                pending.append(pool.submit(load, idx))
+                if len(pending) >= limit:
+                    break
+            self.in_flight_peak = max(self.in_flight_peak, len(pending))
+            while pending:
+                batch = pending.popleft().result()
+                nxt = next(it, None)
+                if nxt is not None:
+                    pending.append(pool.submit(load, nxt))
+                    self.in_flight_peak = max(self.in_flight_peak, len(pending))
+                yield batch
+        finally:
+            for f in pending:
+                f.cancel()
 
 
 def _as_locations(locations: Any) -> np.ndarray:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor, as_completed
+import threading
 from math import prod
 from typing import Any, Callable, Iterator, Sequence
 
@@ -88,8 +88,9 @@ def copy_volume(
     blocks = list(units(ds.bounds, copy_block(ds, src.dtype.itemsize * src.num_channels, block_bytes), ds.voxel_offset))
     total = prod(-(-n // u) for n, u in zip(ds.size, unit))
     done = written = 0
-    dst._executor_for_io()  # made once here, before the worker threads below share it
-    pool = ThreadPoolExecutor(dst.parallel, thread_name_prefix="cvl-cp")
+    rt = dst.runtime
+    tally = threading.Lock()
+    stopped: list[bool] = []
     try:
         for block in blocks:
             parts = list(units(block, unit, ds.voxel_offset))
@@ -99,7 +100,13 @@ def copy_volume(
                 if present == 1.0:
                     todo = []
                 elif present > 0.0:
-                    todo = [u for u, ok in zip(parts, pool.map(lambda u: dst.exists(u) == 1.0, parts)) if not ok]
+                    there = [False] * len(parts)
+
+                    def check(i: int) -> None:
+                        there[i] = dst.exists(parts[i]) == 1.0
+
+                    rt.run(check, range(len(parts)), dst.parallel, lane="tasks")  # exists() runs on the io lane
+                    todo = [u for u, ok in zip(parts, there) if not ok]
             if len(todo) < len(parts):
                 done += len(parts) - len(todo)
                 if progress is not None:
@@ -110,16 +117,21 @@ def copy_volume(
             data = src.download(box)
 
             def put(u: Bbox, data: Any = data, box: Bbox = box) -> None:
+                nonlocal done, written
+                # each unit's upload runs its own work on the io lane, so the units go on the tasks lane
                 dst.upload(u, data[tuple(slice(a - o, b - o) for a, b, o in zip(u.minpt, u.maxpt, box.minpt))])
+                with tally:
+                    done += 1
+                    written += 1
+                    if progress is not None and not stopped:
+                        try:
+                            progress(done, total)
+                        except BaseException:
+                            stopped.append(True)  # ^C in the callback: the units in flight finish unreported
+                            raise
 
-            for fut in as_completed([pool.submit(put, u) for u in todo]):
-                fut.result()
-                done += 1
-                written += 1
-                if progress is not None:
-                    progress(done, total)
+            rt.run(put, todo, dst.parallel, lane="tasks")
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)  # after an error or ^C: finish what runs, start nothing
         src.close()
         dst.close()
     return written

@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 import os
-from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
 from .bbox import Bbox, Request, normalize_key
 from .stores.lru import ChunkLRU, LRUStore
-from .codecs import ChunkSpec, get_codec
 from .stores.disk_cache import DiskCache, DiskCacheStore, VolumeCache, default_cache_dir
-from .errors import ChunkNotFoundError, InfoError, OutOfBoundsError, RequestError, StoreError
+from .errors import InfoError, RequestError, StoreError
 from .info import Info, Scale
 from .stores.sharded import ShardedStore
-from .plan import Paste, plan_pastes, run_workers
-from .progress import tracked
+from .read import ReadOptions
+from .read import read as read_chunks
+from .runtime import Runtime
 from . import create as _create
 from . import writer as _writer
 from .writer import DEFAULT_COMPRESSION, ZeroPolicy
@@ -83,9 +82,8 @@ class Volume:
         self.parallel = int(parallel) if parallel else self._store.default_parallel
         if self.parallel < 1:
             raise RequestError(f"parallel must be >= 1, got {parallel}")
-        self._executor: ThreadPoolExecutor | None = None
-        self._pid = os.getpid()
-        self._outer: ThreadPoolExecutor | None = None
+        #: the threads and limits this Volume's reads and writes run under
+        self.runtime = Runtime(self.parallel, a.get("decode_threads"), progress)
         self._scale_stores: dict[int, Store] = {}
         self._info = info if info is not None else self._read_info()
         self._mip = self._info.scale_index(mip)
@@ -127,32 +125,9 @@ class Volume:
         """The store holding ``info`` (the volume's root)."""
         return self._store
 
-    def _forked(self) -> bool:
-        """True once in a forked child (a DataLoader worker, say): the parent's pools have no
-        threads here, so new ones are made (the parent's are left alone, not shut down)."""
-        if self._pid == os.getpid():
-            return False
-        self._pid, self._executor, self._outer = os.getpid(), None, None
-        return True
-
-    def _executor_for_io(self) -> ThreadPoolExecutor:
-        if self._executor is None or self._forked():
-            self._executor = ThreadPoolExecutor(self.parallel, thread_name_prefix="cvl")
-        return self._executor
-
-    def _orchestrator(self) -> ThreadPoolExecutor:
-        """A second, small pool for tasks that themselves read or write through the I/O pool
-        (downsampling, region loading); running them on the I/O pool could deadlock it."""
-        if self._outer is None or self._forked():
-            self._outer = ThreadPoolExecutor(max(2, min(4, self.parallel)), thread_name_prefix="cvl-outer")
-        return self._outer
-
     def close(self) -> None:
         """Stop the worker threads and release connections; the Volume can still be reopened."""
-        for pool in (self._outer, self._executor):
-            if pool is not None:
-                pool.shutdown(wait=True)
-        self._executor = self._outer = None
+        self.runtime.close()
         self._store.close()
 
     def __enter__(self) -> "Volume":
@@ -236,7 +211,7 @@ class Volume:
         """The store that holds one scale's chunks, keyed by chunk name."""
         m = self._mip_index(mip)
         if m not in self._scale_stores:
-            store = self._uncached_store(m)
+            store = self.uncached_store(m)
             if self._disk is not None:
                 store = DiskCacheStore(store, self._disk)
             if self._lru is not None:
@@ -244,8 +219,9 @@ class Volume:
             self._scale_stores[m] = store
         return self._scale_stores[m]
 
-    def _uncached_store(self, mip: int) -> Store:
+    def uncached_store(self, mip: int | None = None) -> Store:
         """A scale's chunks without the LRU or disk cache (what locked read-modify-write reads)."""
+        mip = self._mip_index(mip)
         scale = self._info.scales[mip]
         store = self._store.child(scale.key)
         return ShardedStore(store, scale) if scale.sharding is not None else store
@@ -269,103 +245,14 @@ class Volume:
         m = self._mip_index(mip)
         return self._read(normalize_key(bbox, self._info.scales[m].bounds, self.num_channels), m)
 
-    def _check_bounds(self, req: Request, scale: Scale, mip: int) -> None:
-        if self.bounded and not scale.bounds.contains_bbox(req.bbox):
-            raise OutOfBoundsError(
-                f"requested {req.bbox} at mip {mip} reaches outside the volume's bounds {scale.bounds}; "
-                "ask within the bounds, or open the Volume with bounded=False to read the outside as zeros"
-            )
-
-    def _read_box(self, box: Bbox, mip: int, store: Store | None = None) -> np.ndarray:
-        """All channels of ``box`` at ``mip``, optionally through another chunk store."""
-        return self._read(Request(box, (1, 1, 1), slice(0, self.num_channels, 1)), mip, store)
+    @property
+    def read_options(self) -> ReadOptions:
+        """What a read of this Volume needs besides the chunks (see :mod:`cloudvolume_lite.read`)."""
+        return ReadOptions(self.dtype, self.num_channels, self.fill_missing, self.bounded)
 
     def _read(self, req: Request, mip: int, store: Store | None = None) -> np.ndarray:
-        scale = self._info.scales[mip]
-        self._check_bounds(req, scale, mip)
-        codec = get_codec(scale.encoding)  # fails here, not at open, for an unknown encoding
-        inside = req.bbox.intersection(scale.bounds) == req.bbox
-        alloc = np.empty if inside else np.zeros
-        out = alloc(req.out_shape, dtype=self.dtype, order="F")
-        if out.size == 0:
-            return out
-        store = store or self.chunk_store(mip)
-        nc = self.num_channels
-        chans = req.channels
-        full_channels = chans == slice(0, nc, 1)
-        region_decode = getattr(codec, "decode_region", None)
-        into = getattr(codec, "decode_into", None)
-        unit_steps = req.steps == (1, 1, 1)
-
-        def one(p: Paste) -> None:
-            paste(p, store.get(scale.chunk_name(p.cell)))
-
-        def batch(ps: list[Paste]) -> None:
-            datas = store.get_many([scale.chunk_name(p.cell) for p in ps])
-            for p in ps:
-                paste(p, datas[scale.chunk_name(p.cell)])
-
-        def paste(p: Paste, data: bytes | None) -> None:
-            name = scale.chunk_name(p.cell)
-            if data is None:
-                if not self.fill_missing:
-                    raise ChunkNotFoundError(
-                        f"chunk {store.url.key_url(name)} is missing (needed for {req.bbox} at mip {mip}); "
-                        "pass fill_missing=True to read missing chunks as zeros"
-                    )
-                out[p.dst] = 0
-                return
-            spec = ChunkSpec((*p.chunk_bbox.size, nc), self.dtype, scale, store.url.key_url(name))  # type: ignore[arg-type]
-            src = p.src
-            if into is not None and unit_steps:
-                lo_, hi_ = [s.start for s in src], [s.stop for s in src]
-                if into(data, spec, lo_, hi_, chans, out, [d.start for d in p.dst]):
-                    return
-            if region_decode is not None and any(s.start > 0 or s.stop < n for s, n in zip(src, spec.shape)):
-                # decode only the part of the chunk the request needs
-                chunk, origin = region_decode(data, spec, [s.start for s in src], [s.stop for s in src])
-                src = tuple(slice(s.start - o, s.stop - o, s.step) for s, o in zip(src, origin))
-            else:
-                chunk = codec.decode(data, spec)
-            out[p.dst] = chunk[src] if full_channels else chunk[(*src, chans)]
-
-        lo, hi = req.bbox.intersection(scale.bounds).grid_range(scale.voxel_offset, scale.chunk_size, scale.grid_size)
-        n = (hi[0] - lo[0]) * (hi[1] - lo[1]) * (hi[2] - lo[2])
-        if scale.sharding is not None and store.latency_bound:
-            # over a network, chunks of one shard travel together: a few coalesced ranged reads
-            groups = _shard_batches(scale, list(plan_pastes(scale, req)))
-            with tracked(batch, len(groups), "cvl read (shards)", self._progress()) as fn:
-                self._run(store, fn, groups, n)
-        elif store.streams and n > 1:
-            # one thread at a time drives the requests in flight; the others paste what arrived
-            todo = {scale.chunk_name(p.cell): p for p in plan_pastes(scale, req)}
-            stream = store.iter_get(list(todo), int(np.prod(scale.chunk_size)) * nc * self.dtype.itemsize)
-            try:
-                with tracked(lambda item: paste(todo[item[0]], item[1]), n, "cvl read", self._progress()) as fn:
-                    run_workers(self._executor_for_io(), fn, stream, min(self.parallel, os.cpu_count() or 2))
-            finally:
-                stream.close()
-        else:
-            with tracked(one, n, "cvl read", self._progress()) as fn:
-                self._run(store, fn, plan_pastes(scale, req), n)
-        return out
-
-    def _progress(self) -> bool | None:
-        """True: always show bars; None: on a terminal, for long work (``progress=None``)."""
-        return None if self.progress is None else bool(self.progress)
-
-    def _run(self, store: Store, fn: Any, items: Any, n: int | None = None) -> None:
-        """Apply ``fn`` to every item: about one worker per core on local stores (CPU-bound),
-        ``parallel`` workers on network stores (latency-bound), the caller always among them.
-        A handful of local chunks is done in the calling thread: waking a worker costs more."""
-        workers = self.parallel if store.latency_bound else min(self.parallel, os.cpu_count() or 2)
-        if not store.latency_bound and n is not None and n <= 8:  # includes n=0: "run serially"
-            workers = 1
-        if workers <= 1:
-            for item in items:
-                fn(item)
-        else:
-            run_workers(self._executor_for_io(), fn, items, workers)
+        return read_chunks(self.runtime, self._info.scales[mip], store or self.chunk_store(mip), req,
+                           self.read_options, mip)
 
     # -- writing ---------------------------------------------------------------------------------
     @classmethod
@@ -525,16 +412,3 @@ class Volume:
         from .analysis import unique
 
         return unique(self, bbox, self._mip_index(mip))
-
-
-def _shard_batches(scale: Scale, pastes: list[Paste], most: int = 512) -> list[list[Paste]]:
-    """Pastes grouped by shard (in Morton order, so neighbours in the file stay together),
-    at most ``most`` per group so that large reads still spread over the workers."""
-    from .writer import groups_of_cells
-
-    by_cell = {p.cell: p for p in pastes}
-    out = []
-    for cells in groups_of_cells(scale, list(by_cell)):
-        group = [by_cell[c] for c in cells]
-        out.extend(group[i : i + most] for i in range(0, len(group), most))
-    return out

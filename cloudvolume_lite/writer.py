@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Iterable, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -11,7 +11,6 @@ from .bbox import Bbox, Request, normalize_key
 from .codecs import ChunkSpec, get_codec
 from .errors import OutOfBoundsError, RequestError
 from .info import Scale
-from .plan import run_bounded
 from .progress import tracked
 from .sharding import ShardLayout
 
@@ -90,7 +89,7 @@ def write(vol: "Volume", key: Any, array: Any, mip: int, zero_chunks: ZeroPolicy
     codec = get_codec(scale.encoding)
     store = vol.chunk_store(mip)
     # under a lock, read what is stored now, not what this process's caches remember
-    reader = vol._uncached_store(mip) if vol.locking else store
+    reader = vol.uncached_store(mip) if vol.locking else store
     enc = transport_encoding(vol, scale)
     nc = vol.num_channels
     all_channels = req.channels == slice(0, nc, 1)
@@ -129,8 +128,8 @@ def write(vol: "Volume", key: Any, array: Any, mip: int, zero_chunks: ZeroPolicy
             store.put_many(items, content_encoding=enc, content_type=_content_type(scale))
 
     groups = groups_of_cells(scale, list(scale.cells(req.bbox)))
-    with tracked(one_group, len(groups), "cvl write", vol._progress()) as fn:
-        run_bounded(vol._executor_for_io(), fn, groups, window=2 * vol.parallel)
+    with tracked(one_group, len(groups), "cvl write", vol.runtime.progress) as fn:
+        vol.runtime.run(fn, groups, vol.parallel)
 
 
 def _content_type(scale: Scale) -> str:
@@ -150,21 +149,21 @@ def delete(vol: "Volume", bbox: Bbox | Any, mip: int) -> None:
         )
     store = vol.chunk_store(mip)
     groups = groups_of_cells(scale, list(scale.cells(req.bbox)))
-    run_bounded(
-        vol._executor_for_io(),
-        lambda cells: store.put_many({scale.chunk_name(c): None for c in cells}),
-        groups,
-        window=2 * vol.parallel,
-    )
+    vol.runtime.run(lambda cells: store.put_many({scale.chunk_name(c): None for c in cells}), groups, vol.parallel)
 
 
 def exists(vol: "Volume", bbox: Bbox | Any, mip: int) -> float:
     """Fraction of the chunks ``bbox`` touches that are present."""
     scale = vol.scales[mip]
     req = normalize_key(bbox, scale.bounds, vol.num_channels)
-    cells: Iterable = list(scale.cells(req.bbox.intersection(scale.bounds)))
+    cells = list(scale.cells(req.bbox.intersection(scale.bounds)))
     if not cells:
         return 0.0
     store = vol.chunk_store(mip)
-    found = list(vol._executor_for_io().map(lambda c: store.exists(scale.chunk_name(c)), cells))
+    found = [False] * len(cells)
+
+    def one(i: int) -> None:
+        found[i] = store.exists(scale.chunk_name(cells[i]))
+
+    vol.runtime.run(one, range(len(cells)), vol.parallel)
     return sum(found) / len(found)

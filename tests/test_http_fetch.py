@@ -20,7 +20,7 @@ import pytest
 
 import cloudvolume_lite as cvl
 from cloudvolume_lite.errors import StoreError
-from cloudvolume_lite.plan import run_workers
+from cloudvolume_lite.runtime import Runtime
 from cloudvolume_lite.stores import StoreRegistry, parse_url
 from cloudvolume_lite.stores.http import HTTPStore
 from cloudvolume_lite.stores.http_fetch import Failure, Fetcher, Reply
@@ -153,8 +153,8 @@ def test_iterator_errors_reach_the_caller() -> None:
         raise StoreError("the store failed while fetching")
 
     seen: list[int] = []
-    with ThreadPoolExecutor(2) as ex, pytest.raises(StoreError, match="while fetching"):
-        run_workers(ex, seen.append, items(), 2)
+    with pytest.raises(StoreError, match="while fetching"):
+        Runtime(2).run(seen.append, items(), 2)
 
 
 # -- a server that answers the unusual ways --------------------------------------------------------

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import posixpath
 from abc import ABC, abstractmethod
-from concurrent.futures import Executor
-from typing import Callable, ContextManager, Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Callable, ContextManager, Iterable, Iterator, Mapping, Sequence
 
 from ..errors import RequestError, UnsupportedEncodingError
 from .url import StoreURL
+
+if TYPE_CHECKING:
+    from ..runtime import Runtime
 
 ByteRange = tuple[int, int]  # [start, end) in bytes
 
@@ -35,14 +37,27 @@ class Store(ABC):
     #: a good number of requests to keep in flight against this backend
     default_parallel: int = 8
     #: True when a request waits on a network: worth many in flight. Local stores are CPU-bound,
-    #: so the Volume runs about one worker per core on them.
+    #: so a batch over them is worth about one loop per core.
     latency_bound: bool = True
-    #: True when :meth:`iter_get` keeps many requests in flight from the calling thread, so a
-    #: reader should drive it from a few threads rather than give each request a thread.
-    streams: bool = False
 
     def __init__(self, url: StoreURL):
         self.url = url
+
+    # -- capabilities ----------------------------------------------------------------------------
+    @property
+    def supports_writes(self) -> bool:
+        """Whether ``put``/``delete`` work here (HTTP: no)."""
+        return True
+
+    @property
+    def supports_listing(self) -> bool:
+        """Whether ``list`` works here (HTTP: no)."""
+        return True
+
+    @property
+    def supports_conditional_create(self) -> bool:
+        """Whether ``create_exclusive`` (and so ``lock``) works here."""
+        return type(self).create_exclusive is not Store.create_exclusive
 
     @abstractmethod
     def get(self, key: str, byte_range: ByteRange | None = None) -> bytes | None:
@@ -85,22 +100,32 @@ class Store(ABC):
             self.create_exclusive(key, b"")  # raises the explanation
         return lease_lock(self, key)
 
-    def get_many(self, keys: Iterable[str], executor: Executor | None = None) -> dict[str, bytes | None]:
-        """Fetch several keys, concurrently when given an executor."""
-        keys = list(keys)
-        if executor is None or len(keys) < 2:
-            return {k: self.get(k) for k in keys}
-        return dict(zip(keys, executor.map(self.get, keys)))
+    def iter_get(self, keys: Iterable[str], expected_bytes: int | None = None,
+                 runtime: "Runtime | None" = None) -> Iterator[tuple[str, bytes | None]]:
+        """The batched read: ``(key, bytes | None)`` for each key, in the order they arrive.
 
-    def iter_get(self, keys: Iterable[str], expected_bytes: int | None = None) -> Iterator[tuple[str, bytes | None]]:
-        """``(key, get(key))`` for each key, in the order they arrive (not necessarily ``keys``'s).
-
-        The default gets one at a time. Streaming stores (``streams``) keep many requests in
-        flight; ``next`` is then safe from one thread at a time, not several at once.
-        ``expected_bytes`` (about how big one object is) lets them bound memory from the start.
+        What comes back is a batch (``stores/batch.py``) that the reader's loops share; its
+        ``width`` says how many loops are worth running (``runtime.parallel`` when requests wait
+        on a network, one per decode thread when they are CPU-bound). The default fetches each
+        key with :meth:`get` in the thread that asks for it. Adapters override it: the sharded
+        store groups keys by shard, the caches serve hits and batch the misses, streaming stores
+        keep many requests in flight from one thread. ``expected_bytes`` (about how big one
+        object is) lets a streaming store bound memory from the start.
         """
-        for key in keys:
-            yield key, self.get(key)
+        from .batch import Gets
+
+        return Gets(self.get, keys, self.batch_width(runtime))
+
+    def batch_width(self, runtime: "Runtime | None") -> int:
+        """Loops worth running over a batch of single gets: ``runtime.parallel`` when a get waits
+        on a network, one per decode thread when it is CPU-bound."""
+        if runtime is None:
+            return 1
+        return runtime.parallel if self.latency_bound else runtime.workers_for_cpu
+
+    def get_many(self, keys: Iterable[str], executor: object = None) -> dict[str, bytes | None]:
+        """``dict(iter_get(keys))``: kept for callers that want a mapping (``executor`` is ignored)."""
+        return dict(self.iter_get(keys))
 
     def put_many(self, items: Mapping[str, bytes | None], *, content_type: str | None = None,
                  content_encoding: str | None = None) -> None:
@@ -144,17 +169,30 @@ class Store(ABC):
 
 
 def iter_through_cache(keys: Iterable[str], lookup: Callable[[str], bytes | None], keep: Callable[[str, bytes], None],
-                       inner: Store, expected_bytes: int | None) -> Iterator[tuple[str, bytes | None]]:
-    """A cache layer's ``iter_get``: hits (``lookup``) first, then the misses as ``inner``
-    delivers them, each one found handed to ``keep``."""
-    missing = []
+                       inner: Store, expected_bytes: int | None, runtime: "Runtime | None" = None,
+                       get: Callable[[str], bytes | None] | None = None) -> Iterator[tuple[str, bytes | None]]:
+    """A cache layer's ``iter_get``: the hits (``lookup``) first, then the misses as ``inner``
+    delivers them, each one found handed to ``keep``; as concurrent as ``inner``'s batch.
+
+    When ``inner`` reads key by key anyway (the default ``iter_get``), the cache's own ``get``
+    is used for every key instead, so that concurrent reads of one key still cost one load.
+    """
+    from .batch import Chain, Gets, items
+
+    keys = list(keys)
+    if get is not None and type(inner).iter_get is Store.iter_get:
+        return Gets(get, keys, inner.batch_width(runtime))
+    hits, missing = [], []
     for key in keys:
         data = lookup(key)
         if data is None:
             missing.append(key)
         else:
-            yield key, data
-    for key, data in inner.iter_get(missing, expected_bytes):
+            hits.append((key, data))
+
+    def see(key: str, data: bytes | None) -> None:
         if data is not None:
             keep(key, data)
-        yield key, data
+
+    misses = inner.iter_get(missing, expected_bytes, runtime)
+    return Chain([items(hits), Chain([misses], see)])

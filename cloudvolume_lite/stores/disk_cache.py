@@ -8,6 +8,8 @@ a hidden temp file, which is never read and is swept on the next scan.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import os
 import threading
 from collections import OrderedDict
@@ -17,6 +19,9 @@ from ..errors import RequestError
 from .base import ByteRange, Store, check_key, iter_through_cache
 from .local import _TMP_MARK, atomic_write
 from .url import StoreURL
+
+if TYPE_CHECKING:
+    from ..runtime import Runtime
 
 
 def default_cache_dir() -> str:
@@ -146,7 +151,6 @@ class DiskCacheStore(Store):
         self.cache = cache
         self.default_parallel = inner.default_parallel
         self.latency_bound = inner.latency_bound
-        self.streams = inner.streams
         self.dir = cache.dir_for(inner.url)
 
     def _file(self, key: str) -> str:
@@ -180,26 +184,11 @@ class DiskCacheStore(Store):
         self.cache.touch(path)
         return data
 
-    def get_many(self, keys: "Iterable[str]", executor: object = None) -> dict[str, bytes | None]:
-        """Chunks on disk are read from disk; the rest in one batch from the inner store."""
-        out: dict[str, bytes | None] = {}
-        missing = []
-        for key in keys:
-            data = out[key] = self._read_cached(key)
-            if data is None:
-                missing.append(key)
-        if missing:
-            fetched = self.inner.get_many(missing, executor)  # type: ignore[arg-type]
-            for k, v in fetched.items():
-                if v is not None:
-                    self.cache.store(self._file(k), v)
-            out.update(fetched)
-        return out
-
-    def iter_get(self, keys: "Iterable[str]", expected_bytes: int | None = None) -> Iterator[tuple[str, bytes | None]]:
+    def iter_get(self, keys: "Iterable[str]", expected_bytes: int | None = None,
+                 runtime: "Runtime | None" = None) -> Iterator[tuple[str, bytes | None]]:
         """Chunks on disk first, then the rest as the inner store delivers them (and kept)."""
         return iter_through_cache(keys, self._read_cached, lambda k, v: self.cache.store(self._file(k), v),
-                                  self.inner, expected_bytes)
+                                  self.inner, expected_bytes, runtime, get=self.get)
 
     def put_many(self, items: Mapping[str, bytes | None], *, content_type: str | None = None,
                  content_encoding: str | None = None) -> None:
@@ -222,6 +211,18 @@ class DiskCacheStore(Store):
 
     def lock(self, key: str) -> "ContextManager[None]":
         return self.inner.lock(key)
+
+    @property
+    def supports_writes(self) -> bool:
+        return self.inner.supports_writes
+
+    @property
+    def supports_listing(self) -> bool:
+        return self.inner.supports_listing
+
+    @property
+    def supports_conditional_create(self) -> bool:
+        return self.inner.supports_conditional_create
 
     def _with_url(self, url: StoreURL) -> "DiskCacheStore":
         return DiskCacheStore(self.inner._with_url(url), self.cache)

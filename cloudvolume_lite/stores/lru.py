@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import threading
 from concurrent.futures import Future
 from typing import Any, Callable, ContextManager, Iterable, Iterator, Mapping, Sequence
@@ -10,6 +12,9 @@ from cachetools import LRUCache
 
 from .base import ByteRange, Store, iter_through_cache
 from .url import StoreURL
+
+if TYPE_CHECKING:
+    from ..runtime import Runtime
 
 
 class ChunkLRU:
@@ -42,6 +47,16 @@ class ChunkLRU:
     def get(self, key: Any) -> Any:
         with self._lock:
             return self._lru.get(key)
+
+    def lookup(self, key: Any) -> Any:
+        """``get``, counted as a hit or a miss (what a batched read of the misses then loads)."""
+        with self._lock:
+            value = self._lru.get(key)
+            if value is None:
+                self.misses += 1
+            else:
+                self.hits += 1
+            return value
 
     def put(self, key: Any, value: Any) -> None:
         if self._sizeof(value) > self.max_bytes:
@@ -98,7 +113,6 @@ class LRUStore(Store):
         self.lru = lru
         self.default_parallel = inner.default_parallel
         self.latency_bound = inner.latency_bound
-        self.streams = inner.streams
         self._ns = (namespace if namespace is not None else str(inner.url)) + "/"
 
     def get(self, key: str, byte_range: ByteRange | None = None) -> bytes | None:
@@ -120,23 +134,11 @@ class LRUStore(Store):
             data = self.get(key)
         return None if data is None else [data[a:b] for a, b in ranges]
 
-    def get_many(self, keys: Iterable[str], executor: Any = None) -> dict[str, bytes | None]:
-        """Cached chunks from memory; the rest in one batch from the inner store."""
-        keys = list(keys)
-        out = {k: self.lru.get(self._ns + k) for k in keys}
-        missing = [k for k, v in out.items() if v is None]
-        if missing:
-            fetched = self.inner.get_many(missing, executor)
-            for k, v in fetched.items():
-                if v is not None:
-                    self.lru.put(self._ns + k, v)
-            out.update(fetched)
-        return out
-
-    def iter_get(self, keys: Iterable[str], expected_bytes: int | None = None) -> Iterator[tuple[str, bytes | None]]:
+    def iter_get(self, keys: Iterable[str], expected_bytes: int | None = None,
+                 runtime: "Runtime | None" = None) -> Iterator[tuple[str, bytes | None]]:
         """Cached chunks first, then the rest as the inner store delivers them."""
-        return iter_through_cache(keys, lambda k: self.lru.get(self._ns + k), lambda k, v: self.lru.put(self._ns + k, v),
-                                  self.inner, expected_bytes)
+        return iter_through_cache(keys, lambda k: self.lru.lookup(self._ns + k), lambda k, v: self.lru.put(self._ns + k, v),
+                                  self.inner, expected_bytes, runtime, get=self.get)
 
     def put_many(self, items: Mapping[str, bytes | None], *, content_type: str | None = None,
                  content_encoding: str | None = None) -> None:
@@ -156,6 +158,18 @@ class LRUStore(Store):
 
     def lock(self, key: str) -> "ContextManager[None]":
         return self.inner.lock(key)
+
+    @property
+    def supports_writes(self) -> bool:
+        return self.inner.supports_writes
+
+    @property
+    def supports_listing(self) -> bool:
+        return self.inner.supports_listing
+
+    @property
+    def supports_conditional_create(self) -> bool:
+        return self.inner.supports_conditional_create
 
     def _with_url(self, url: StoreURL) -> "LRUStore":
         return LRUStore(self.inner._with_url(url), self.lru)

@@ -8,7 +8,7 @@ indices are cached (bounded), so a warm chunk read is one ranged GET.
 
 from __future__ import annotations
 
-from typing import ContextManager, Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, ContextManager, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -17,11 +17,17 @@ from ..errors import DecodeError, RequestError
 from ..info import Scale
 from ..sharding import ShardLayout, morton_decode
 from .base import ByteRange, Store
+from .batch import Groups
 from .lru import ChunkLRU
 from .shard_index import MAX_RANGE, MinishardIndex, ShardIndex, build_shard, parse_minishard_index
 from .url import StoreURL
 
+if TYPE_CHECKING:
+    from ..runtime import Runtime
+
 _WHOLE_INDEX_LIMIT = 1 << 16  # read a shard's whole index when it is at most this many bytes
+#: chunks of one shard read as one group of a batch, at most
+GROUP_MOST = 512
 
 class ShardedStore(Store):
     """Chunks of one sharded scale, addressed by their unsharded chunk names."""
@@ -162,8 +168,23 @@ class ShardedStore(Store):
         chunk_bytes = sc.chunk_size[0] * sc.chunk_size[1] * sc.chunk_size[2] * 8  # generous: 8 bytes a voxel
         return self.inner.latency_bound and 2 * n >= per_shard and per_shard * chunk_bytes <= (512 << 20)
 
-    def get_many(self, keys: Iterable[str], executor: object = None) -> dict[str, bytes | None]:
-        """Several chunks with few requests. Per shard: when they are most of it (and it is not
+    def iter_get(self, keys: Iterable[str], expected_bytes: int | None = None,
+                 runtime: "Runtime | None" = None) -> Iterator[tuple[str, bytes | None]]:
+        """The batched read. Over a network, keys are grouped by shard (at most
+        ``GROUP_MOST`` to a group, so big reads still spread over the loops) and each group is
+        read with few requests (see :meth:`_fetch_group`); on local disk each chunk is one
+        ranged read through the cached indices, fetched by the loop that decodes it."""
+        keys = list(keys)
+        if not self.inner.latency_bound or len(keys) < 2:
+            return super().iter_get(keys, expected_bytes, runtime)
+        by_shard: dict[int, list[str]] = {}
+        for key in keys:
+            by_shard.setdefault(self._chunk_location(key)[1], []).append(key)
+        groups = [g[i : i + GROUP_MOST] for g in by_shard.values() for i in range(0, len(g), GROUP_MOST)]
+        return Groups(self._fetch_group, groups, 1 if runtime is None else runtime.parallel)
+
+    def _fetch_group(self, keys: Sequence[str]) -> dict[str, bytes | None]:
+        """Chunks of one shard with few requests: when they are most of it (and it is not
         huge), one read of the whole file; otherwise their ranges go to the inner store's
         ``get_ranges`` in one call, which network stores coalesce (neighbouring chunks, less than
         256 KiB apart, come back in one request)."""
@@ -268,6 +289,18 @@ class ShardedStore(Store):
                 cname = sc.chunk_name(cell)
                 if cname.startswith(prefix):
                     yield cname
+
+    @property
+    def supports_writes(self) -> bool:
+        return self.inner.supports_writes
+
+    @property
+    def supports_listing(self) -> bool:
+        return self.inner.supports_listing
+
+    @property
+    def supports_conditional_create(self) -> bool:
+        return self.inner.supports_conditional_create
 
     def _with_url(self, url: StoreURL) -> "ShardedStore":
         return ShardedStore(self.inner._with_url(url), self.layout.scale)

@@ -1,0 +1,108 @@
+"""The one read path: plan the chunks a request touches, fetch them as one batch, decode and
+paste each into the output.
+
+    vol[...] -> read(runtime, scale, store, request, options)
+             -> plan_pastes: chunk name -> where it lands in the output
+             -> store.iter_get(names, runtime=runtime): one batch (stores/batch.py)
+             -> runtime.run(paste, batch, batch.width): decode straight into the output
+
+Which store is behind (local files, a network store streaming many requests from one thread,
+a sharded store grouping by shard, the LRU and disk caches) changes how the batch is fetched,
+never this code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .bbox import Request
+from .codecs import ChunkSpec, get_codec
+from .errors import ChunkNotFoundError, OutOfBoundsError
+from .info import Scale
+from .plan import Paste, plan_pastes
+from .progress import tracked
+from .runtime import Runtime
+from .stores import Store
+
+#: a read of this many chunks or fewer from a CPU-bound store runs in the calling thread:
+#: waking another costs more than it saves
+SMALL_READ = 8
+
+
+@dataclass(frozen=True)
+class ReadOptions:
+    """What a read needs to know besides the chunks: the data type, the channels, and what to
+    do with a missing chunk or a box reaching outside the bounds."""
+
+    dtype: np.dtype
+    num_channels: int
+    fill_missing: bool = False
+    bounded: bool = True
+
+
+def check_bounds(req: Request, scale: Scale, mip: int, bounded: bool) -> None:
+    if bounded and not scale.bounds.contains_bbox(req.bbox):
+        raise OutOfBoundsError(
+            f"requested {req.bbox} at mip {mip} reaches outside the volume's bounds {scale.bounds}; "
+            "ask within the bounds, or open the Volume with bounded=False to read the outside as zeros"
+        )
+
+
+def read(runtime: Runtime, scale: Scale, store: Store, req: Request, opts: ReadOptions, mip: int) -> np.ndarray:
+    """The ``(X, Y, Z, C)`` Fortran-order array ``req`` asks for, read from ``store``'s chunks."""
+    check_bounds(req, scale, mip, opts.bounded)
+    codec = get_codec(scale.encoding)  # fails here, not at open, for an unknown encoding
+    inside = req.bbox.intersection(scale.bounds) == req.bbox
+    out = (np.empty if inside else np.zeros)(req.out_shape, dtype=opts.dtype, order="F")
+    if out.size == 0:
+        return out
+    nc = opts.num_channels
+    chans = req.channels
+    full_channels = chans == slice(0, nc, 1)
+    region_decode = getattr(codec, "decode_region", None)
+    into = getattr(codec, "decode_into", None)
+    unit_steps = req.steps == (1, 1, 1)
+
+    def paste(p: Paste, data: bytes | None) -> None:
+        name = scale.chunk_name(p.cell)
+        if data is None:
+            if not opts.fill_missing:
+                raise ChunkNotFoundError(
+                    f"chunk {store.url.key_url(name)} is missing (needed for {req.bbox} at mip {mip}); "
+                    "pass fill_missing=True to read missing chunks as zeros"
+                )
+            out[p.dst] = 0
+            return
+        spec = ChunkSpec((*p.chunk_bbox.size, nc), opts.dtype, scale, store.url.key_url(name))  # type: ignore[arg-type]
+        src = p.src
+        if into is not None and unit_steps:
+            lo_, hi_ = [s.start for s in src], [s.stop for s in src]
+            if into(data, spec, lo_, hi_, chans, out, [d.start for d in p.dst]):
+                return
+        if region_decode is not None and any(s.start > 0 or s.stop < n for s, n in zip(src, spec.shape)):
+            # decode only the part of the chunk the request needs
+            chunk, origin = region_decode(data, spec, [s.start for s in src], [s.stop for s in src])
+            src = tuple(slice(s.start - o, s.stop - o, s.step) for s, o in zip(src, origin))
+        else:
+            chunk = codec.decode(data, spec)
+        out[p.dst] = chunk[src] if full_channels else chunk[(*src, chans)]
+
+    todo = {scale.chunk_name(p.cell): p for p in plan_pastes(scale, req)}
+    expected = int(np.prod(scale.chunk_size)) * nc * opts.dtype.itemsize
+    batch = store.iter_get(list(todo), expected, runtime)
+    width = getattr(batch, "width", runtime.workers_for_cpu)
+    if not store.latency_bound and len(todo) <= SMALL_READ:
+        width = 1
+    try:
+        with tracked(lambda item: paste(todo[item[0]], item[1]), len(todo), "cvl read", runtime.progress) as fn:
+            runtime.run(fn, batch, width, n=len(todo))
+    finally:
+        close = getattr(batch, "close", None)
+        if close is not None:
+            close()
+    return out
+
+
+__all__ = ["ReadOptions", "SMALL_READ", "check_bounds", "read"]

@@ -1,0 +1,160 @@
+"""Batched reads: what ``Store.iter_get`` returns, an iterator that many threads can share.
+
+A reader runs a few loops over one batch (:meth:`~cloudvolume_lite.runtime.Runtime.run`), each
+taking ``(key, bytes | None)`` items and decoding them. How a batch is best advanced depends on
+the store, so the batch says it:
+
+- a :class:`Gets` batch (the default) does each ``get`` in the thread that asks for the next
+  item, outside any lock (``concurrent_next``): a local read fetches, decodes and pastes a
+  chunk in one thread, with no hand-over between threads;
+- a :class:`Groups` batch fetches a group of keys at once (a shard's chunks in a few ranged
+  reads) and hands them out in the thread that fetched them;
+- a plain generator (a streaming store keeping many requests in flight from one thread) is
+  advanced by one loop at a time while the others decode.
+
+``width`` says how many loops are worth running over the batch.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Callable, Iterable, Iterator, Sequence
+
+Item = tuple[str, "bytes | None"]
+_END = object()
+
+
+class Gets:
+    """``(key, get(key))`` for each key; ``next`` is thread-safe and fetches outside its lock."""
+
+    concurrent_next = True
+
+    def __init__(self, get: Callable[[str], "bytes | None"], keys: Iterable[str], width: int = 1):
+        self._get = get
+        self._keys = list(keys)
+        self._i = 0
+        self._lock = threading.Lock()
+        self.width = max(1, int(width))
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def __iter__(self) -> "Gets":
+        return self
+
+    def __next__(self) -> Item:
+        with self._lock:
+            i = self._i
+            if i >= len(self._keys):
+                raise StopIteration
+            self._i = i + 1
+        key = self._keys[i]
+        return key, self._get(key)
+
+    def close(self) -> None:
+        with self._lock:
+            self._i = len(self._keys)
+
+
+class Groups:
+    """Items of groups of keys, each group fetched at once by ``fetch(group) -> {key: bytes|None}``
+    in the thread that reaches it; that thread then takes the group's items one by one."""
+
+    concurrent_next = True
+
+    def __init__(self, fetch: Callable[[Sequence[str]], "dict[str, bytes | None]"], groups: Iterable[Sequence[str]],
+                 width: int = 1):
+        self._fetch = fetch
+        self._groups = [list(g) for g in groups]
+        self._n = sum(len(g) for g in self._groups)
+        self._i = 0
+        self._lock = threading.Lock()
+        self._mine = threading.local()  # each thread's fetched items not yet handed out
+        self.width = max(1, int(width))
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __iter__(self) -> "Groups":
+        return self
+
+    def __next__(self) -> Item:
+        pending: list[Item] | None = getattr(self._mine, "items", None)
+        if not pending:
+            with self._lock:
+                i = self._i
+                if i >= len(self._groups):
+                    raise StopIteration
+                self._i = i + 1
+            group = self._groups[i]
+            got = self._fetch(group)
+            pending = [(k, got.get(k)) for k in group]
+            pending.reverse()
+            self._mine.items = pending
+        return pending.pop()
+
+    def close(self) -> None:
+        with self._lock:
+            self._i = len(self._groups)
+
+
+class Chain:
+    """One batch after another (cache hits, then what the store behind fetched), each item
+    passed to ``see(key, data)`` first; concurrent when every part is."""
+
+    def __init__(self, parts: Sequence[Iterator[Item]], see: Callable[[str, "bytes | None"], None] | None = None,
+                 width: int = 1):
+        self._parts = list(parts)
+        self._see = see
+        self._lock = threading.Lock()
+        self._at = 0
+        self.concurrent_next = all(getattr(p, "concurrent_next", False) for p in self._parts)
+        self.width = max([int(width)] + [getattr(p, "width", 1) for p in self._parts])
+        lens = [size_of(p) for p in self._parts]
+        self._len = None if None in lens else sum(lens)  # type: ignore[arg-type]
+
+    def __len__(self) -> int:
+        if self._len is None:
+            raise TypeError("this batch does not know its length")
+        return self._len
+
+    def __iter__(self) -> "Chain":
+        return self
+
+    def __next__(self) -> Item:
+        while True:
+            with self._lock:
+                at = self._at
+            if at >= len(self._parts):
+                raise StopIteration
+            item = next(self._parts[at], _END)
+            if item is _END:
+                with self._lock:
+                    self._at = max(self._at, at + 1)
+                continue
+            if self._see is not None:
+                self._see(*item)  # type: ignore[misc]
+            return item  # type: ignore[return-value]
+
+    def close(self) -> None:
+        for p in self._parts:
+            close = getattr(p, "close", None)
+            if close is not None:
+                close()
+
+
+def size_of(batch: object) -> int | None:
+    """How many items a batch holds, or None when it cannot say (a generator)."""
+    try:
+        return len(batch)  # type: ignore[arg-type]
+    except TypeError:
+        return None
+
+
+def items(pairs: Iterable[Item], width: int = 1) -> Gets:
+    """A batch of items already at hand (cache hits, say)."""
+    found = dict(pairs)
+    return Gets(found.__getitem__, list(found), width)
+
+
+__all__ = ["Chain", "Gets", "Groups", "items", "size_of"]
