@@ -1,7 +1,14 @@
-"""Build the optional C decoder; everything else is declared in pyproject.toml.
+"""Build the C compressed_segmentation codec; everything else is declared in pyproject.toml.
 
-``optional=True``: where no C compiler exists the install still succeeds and the pure-Python
-path (the compressed-segmentation package) is used instead.
+``optional=True``: where no C compiler exists the install still succeeds, and
+``cloudvolume_lite.codecs.cseg`` decodes with its exact numpy fallback instead (much slower;
+it warns once per process, and ``cvl info`` / ``cvl demo`` name the decoder in use).
+
+``pip install -e .`` puts the built ``_cseg*.so`` next to ``_cseg.c`` (gitignored). Keeping it
+out of the source tree was tried and rejected: setuptools' ``editable_mode=strict`` link tree
+symlinks to that same in-tree file, and a strict install that built only into ``build/`` would
+miss modules added after installing and leave ``python -m pytest`` or ``python -c`` run from
+the checkout (which import the source tree first) without the extension.
 """
 
 from setuptools import Extension, setup

@@ -48,6 +48,10 @@ def _cmd_info(args: argparse.Namespace) -> int:
             shard = f"{sh.hash} preshift {sh.preshift_bits} minishard {sh.minishard_bits} shard {sh.shard_bits}"
         print(f"  {m:>3} {s.key:<16} {_fmt(s.size):<18} {_fmt(s.voxel_offset):<14} {_fmt(s.resolution):<14} "
               f"{_fmt(s.chunk_size):<12} {s.encoding:<24} {shard}")
+    if any(s.encoding.lower() == "compressed_segmentation" for s in i.scales):
+        from .codecs.cseg import decoder_status
+
+        print(f"  compressed_segmentation decoder: {decoder_status()}")
     return 0
 
 

@@ -10,6 +10,7 @@ from typing import Callable
 
 import numpy as np
 
+from .codecs.cseg import decoder_status
 from .sample import sample_arrays, write_sample
 from .serve import LoopbackServer
 from .volume import Volume
@@ -34,6 +35,7 @@ def run_demo(directory: str | None = None) -> int:
         img_url, seg_url = write_sample(root, sharded_seg=True)
         print(f"built sample volumes in {root} ({time.perf_counter() - t0:.2f} s): "
               "image (raw uint8) and segmentation (compressed_segmentation uint64, sharded), 2 mips each")
+        print(f"compressed_segmentation decoder: {decoder_status()}")
         ok = True
 
         def check(label: str, got: np.ndarray, want: np.ndarray, dt: float) -> None:

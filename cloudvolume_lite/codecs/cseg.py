@@ -1,17 +1,58 @@
 """``compressed_segmentation``: per-block lookup tables and bit-packed indices (uint32/uint64).
 
-Reads go through the bounds-checked C decoder built with this package (``_cseg.c``), or a
-vectorised numpy lookup where it is not built; the ``compressed-segmentation`` package
-encodes. ``decode_points`` reads single voxels straight from the block headers.
+Reads go through the bounds-checked C decoder built with this package (``_cseg.c``, called
+through :mod:`._cseg_api`), or an exact vectorised numpy lookup where it is not built (a
+:class:`CsegFallbackWarning`, once per process, says so) or where ``CVL_NO_C_EXT=1`` turns it
+off. Writes use the C encoder, else the ``compressed-segmentation`` package; both give the
+same bytes. ``decode_points`` reads single voxels straight from the block headers.
 """
 
 from __future__ import annotations
 
+import functools
+import warnings
+
 import numpy as np
 
 from . import ChunkSpec
+from . import _cseg_api
 
 _VALID_BITS = np.array([0, 1, 2, 4, 8, 16, 32])
+
+
+class CsegFallbackWarning(RuntimeWarning):
+    """compressed_segmentation chunks are being decoded without the C extension (much slower)."""
+
+
+def decoder_status() -> str:
+    """Which decoder reads compressed_segmentation chunks now, for ``cvl info`` and ``cvl demo``."""
+    if _cseg_api.available():
+        return "C extension (fast)"
+    if _cseg_api.disabled_by_env():
+        return f"numpy fallback (~70x slower: {_cseg_api.DISABLE_ENV} is set)"
+    return "numpy fallback (~70x slower: reinstall with a C compiler)"
+
+
+@functools.lru_cache(maxsize=1)
+def _warn_fallback() -> None:
+    """Warn (once per process: the cache) that the C decoder is missing."""
+    warnings.warn(
+        f"cloudvolume_lite: the compressed_segmentation C decoder ({_cseg_api.EXTENSION}) is not built, "
+        "so chunks are decoded with the numpy fallback, about 70x slower. Install a C compiler "
+        "(e.g. apt install build-essential) and reinstall cloudvolume-lite "
+        f"(pip install --force-reinstall --no-deps cloudvolume-lite, or pip install -e . in a checkout); "
+        f"set {_cseg_api.DISABLE_ENV}=1 to choose the fallback and silence this warning.",
+        CsegFallbackWarning,
+        stacklevel=3,
+    )
+
+
+def _fallback() -> None:
+    """Called where a decode takes the numpy path: warns unless ``CVL_NO_C_EXT`` chose it."""
+    # the env var is read every time (outside the cache), so choosing numpy on purpose never
+    # warns and never spends the one warning
+    if not _cseg_api.disabled_by_env():
+        _warn_fallback()
 
 
 def _block_size(spec: ChunkSpec) -> tuple[int, int, int]:
@@ -43,7 +84,7 @@ def _layout(data: bytes, spec: ChunkSpec):
     ends = np.append(bases[1:], len(words))
     if bases[0] != nc or np.any(ends < bases) or np.any(bases > len(words)):
         raise spec.error(f"channel offsets {bases.tolist()} do not fit a {len(words)}-word chunk")
-    block_words = -(-(bx * by * bz) // 32)  # words per bit of encodedBits
+    block_voxels = bx * by * bz
     for base, end in zip(bases, ends):
         n = end - base
         if n < 2 * nblocks:
@@ -52,7 +93,11 @@ def _layout(data: bytes, spec: ChunkSpec):
         table, bits, values = hdr[0::2] & 0xFFFFFF, hdr[0::2] >> 24, hdr[1::2] & 0xFFFFFF
         if not np.isin(bits, _VALID_BITS).all():
             raise spec.error(f"a block header has encodedBits {sorted(set(bits.tolist()) - set(_VALID_BITS.tolist()))}")
-        if np.any(values + bits * block_words > n) or np.any(table + wpv > n):
+        # a block's indices fill ceil(bits * voxels / 32) words (as _cseg.c counts them), not
+        # bits * ceil(voxels / 32): the two differ when the block volume is not a multiple of 32.
+        # A 0-bit block stores no index words, so its values offset is never read.
+        value_words = (bits * block_voxels + 31) // 32
+        if np.any((bits > 0) & (values + value_words > n)) or np.any(table + wpv > n):
             raise spec.error("a block header points outside its channel's data")
     return words, bases, ends, grid
 
@@ -67,22 +112,17 @@ def decode_into(data: bytes, spec: ChunkSpec, lo, hi, channels: slice, out: np.n
     """Decode chunk-local ``[lo, hi)`` (channels ``channels``) straight into ``out`` at ``dst_lo``.
 
     Uses the C decoder built with the package (it releases the GIL and skips the copy);
-    returns False when that is unavailable or ``out`` is not a Fortran-order array, and the
-    caller falls back to :func:`decode_region`.
+    returns False when that is unavailable or ``out`` is not a 4-D Fortran-order array of the
+    chunk's dtype, and the caller falls back to :func:`decode_region` (which warns).
     """
-    try:
-        from .. import _cseg
-    except ImportError:
-        return False
-    if not out.flags.f_contiguous or out.dtype != spec.dtype:
+    if out.ndim != 4 or not out.flags.f_contiguous or out.dtype != spec.dtype or not _cseg_api.available():
         return False
     _check_dtype(spec)
-    block = _block_size(spec)
-    ncout = len(range(channels.start, channels.stop, channels.step))
     try:
-        _cseg.decode_into(
-            data, spec.dtype.itemsize, spec.shape[:3], spec.shape[3], block, list(lo), list(hi),
-            channels.start, channels.step, ncout, out.reshape(-1, order="F"), out.shape, list(dst_lo),
+        _cseg_api.decode_into(
+            data=data, itemsize=spec.dtype.itemsize, chunk_shape=spec.shape[:3], num_channels=spec.shape[3],
+            block_size=_block_size(spec), lo=lo, hi=hi, channel_start=channels.start, channel_step=channels.step,
+            channel_count=len(range(channels.start, channels.stop, channels.step)), out=out, dst_lo=dst_lo,
         )
     except ValueError as e:
         raise spec.error(str(e)) from None
@@ -102,23 +142,32 @@ def decode_region(data: bytes, spec: ChunkSpec, lo, hi) -> tuple[np.ndarray, tup
     out = np.empty((*size, nc), dtype=spec.dtype, order="F")
     if decode_into(data, spec, lo, hi, slice(0, nc, 1), out, (0, 0, 0)):
         return out, lo  # type: ignore[return-value]
+    _fallback()
+    return region_numpy(data, spec, lo, hi), lo  # type: ignore[return-value]
+
+
+def region_numpy(data: bytes, spec: ChunkSpec, lo, hi) -> np.ndarray:
+    """:func:`decode_region`'s array in numpy alone (the fallback; no warning)."""
+    lo, hi = tuple(int(v) for v in lo), tuple(int(v) for v in hi)
+    if any(l < 0 or h > n or l > h for l, h, n in zip(lo, hi, spec.shape[:3])):
+        raise spec.error(f"region {lo}-{hi} is outside the chunk's shape {spec.shape[:3]}")
+    size = tuple(h - l for l, h in zip(lo, hi))
+    out = np.empty((*size, spec.shape[3]), dtype=spec.dtype, order="F")
     grid = np.stack(np.meshgrid(*(np.arange(l, h) for l, h in zip(lo, hi)), indexing="ij"), -1).reshape(-1, 3)
-    out[...] = points_numpy(data, spec, grid).reshape((*size, nc), order="C")
-    return out, lo  # type: ignore[return-value]
+    out[...] = points_numpy(data, spec, grid).reshape(out.shape, order="C")
+    return out
 
 
 def encode(array: np.ndarray, spec: ChunkSpec) -> bytes:
+    """The chunk's bytes: the C encoder (releases the GIL), else the compressed-segmentation package."""
     _check_dtype(spec)
     block = _block_size(spec)
     arr = np.asarray(array, dtype=spec.dtype)
     if arr.ndim == 3:
         arr = arr[..., np.newaxis]
-    try:
-        from .. import _cseg
-    except ImportError:
+    if not _cseg_api.available():
         return _encode_library(arr, spec, block)
-    # the C encoder releases the GIL (the library's does not) and writes the same bytes
-    return _cseg.encode(arr, block)  # reads any strides: no copy of the caller's array
+    return _cseg_api.encode(array=arr, block_size=block)  # reads any strides: no copy of the caller's array
 
 
 def _encode_library(arr: np.ndarray, spec: ChunkSpec, block) -> bytes:
@@ -136,15 +185,17 @@ def _encode_library(arr: np.ndarray, spec: ChunkSpec, block) -> bytes:
 
 
 def _lookup_c(data: bytes, spec: ChunkSpec, xyz: np.ndarray) -> np.ndarray | None:
-    try:
-        from .. import _cseg
-    except ImportError:
+    """Values at chunk-local points via the C decoder, or None when it is unavailable."""
+    if not _cseg_api.available():
         return None
     _check_dtype(spec)
-    pts = np.ascontiguousarray(xyz, dtype=np.int64)
+    pts = np.ascontiguousarray(xyz, dtype=np.int64).reshape(-1, 3)
     out = np.empty((len(pts), spec.shape[3]), dtype=spec.dtype)
     try:
-        _cseg.lookup_points(data, spec.dtype.itemsize, spec.shape[:3], spec.shape[3], _block_size(spec), pts, out)
+        _cseg_api.lookup_points(
+            data=data, itemsize=spec.dtype.itemsize, chunk_shape=spec.shape[:3], num_channels=spec.shape[3],
+            block_size=_block_size(spec), xyz=pts, out=out,
+        )
     except ValueError as e:
         raise spec.error(str(e)) from None
     return out
@@ -157,15 +208,20 @@ def decode_points(data: bytes, spec: ChunkSpec, xyz: np.ndarray) -> np.ndarray:
     built (without the GIL); otherwise numpy gathers do, vectorised over the points.
     """
     fast = _lookup_c(data, spec, xyz)
-    return fast if fast is not None else points_numpy(data, spec, xyz)
+    if fast is not None:
+        return fast
+    _fallback()
+    return points_numpy(data, spec, xyz)
 
 
 def points_numpy(data: bytes, spec: ChunkSpec, xyz: np.ndarray) -> np.ndarray:
-    """:func:`decode_points` in numpy alone (the fallback when the C decoder is not built)."""
+    """:func:`decode_points` in numpy alone (the fallback when the C decoder is not built; no warning)."""
     words, bases, ends, grid = _layout(data, spec)
     wpv = spec.dtype.itemsize // 4
     bx, by, bz = _block_size(spec)
-    xyz = np.asarray(xyz, dtype=np.int64)
+    xyz = np.asarray(xyz, dtype=np.int64).reshape(-1, 3)
+    if len(xyz) and (np.any(xyz < 0) or np.any(xyz >= spec.shape[:3])):
+        raise spec.error(f"a point lies outside the chunk's shape {spec.shape[:3]}")
     bi = xyz // (bx, by, bz)
     block = bi[:, 0] + grid[0] * (bi[:, 1] + grid[1] * bi[:, 2])
     inner = xyz - bi * (bx, by, bz)

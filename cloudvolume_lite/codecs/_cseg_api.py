@@ -1,0 +1,114 @@
+"""Keyword-only, typed front for the C compressed_segmentation extension (``cloudvolume_lite._cseg``).
+
+The extension takes long positional argument lists; this module names them, so a call site
+cannot swap ``lo`` and ``hi`` unnoticed. :func:`available` decides at each call whether the
+extension may be used: it is absent when no C compiler built it, when something put ``None``
+in ``sys.modules['cloudvolume_lite._cseg']`` (tests do), or when the ``CVL_NO_C_EXT``
+environment variable is set to a non-empty value other than ``0``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import Sequence
+from types import ModuleType
+
+import numpy as np
+
+EXTENSION = "cloudvolume_lite._cseg"
+DISABLE_ENV = "CVL_NO_C_EXT"
+
+
+def disabled_by_env() -> bool:
+    """True when ``CVL_NO_C_EXT`` asks for the numpy decoder (read now, not at import)."""
+    return os.environ.get(DISABLE_ENV, "") not in ("", "0")
+
+
+def _load() -> ModuleType | None:
+    if disabled_by_env():
+        return None
+    try:
+        # import_module (not ``from .. import``) honours a None planted in sys.modules
+        return importlib.import_module(EXTENSION)
+    except ImportError:
+        return None
+
+
+def available() -> bool:
+    """Whether the C extension is built and allowed; cheap enough to ask per chunk."""
+    return _load() is not None
+
+
+def _ext() -> ModuleType:
+    ext = _load()
+    if ext is None:
+        raise ImportError(f"{EXTENSION} is not available (not built, hidden, or {DISABLE_ENV} is set)")
+    return ext
+
+
+def decode_into(
+    *,
+    data: bytes,
+    itemsize: int,
+    chunk_shape: Sequence[int],
+    num_channels: int,
+    block_size: Sequence[int],
+    lo: Sequence[int],
+    hi: Sequence[int],
+    channel_start: int,
+    channel_step: int,
+    channel_count: int,
+    out: np.ndarray,
+    dst_lo: Sequence[int],
+) -> None:
+    """Decode chunk-local ``[lo, hi)`` of channels ``channel_start + k*channel_step`` into ``out``.
+
+    ``out`` is a 4-D Fortran-order array of the chunk's dtype; the window lands at
+    ``out[dst_lo[0]:, dst_lo[1]:, dst_lo[2]:, 0:channel_count]``. Releases the GIL. Raises
+    ``ValueError`` for a corrupt chunk or a window outside the chunk or ``out``, and
+    ``ImportError`` when the extension is not available.
+    """
+    if out.ndim != 4 or not out.flags.f_contiguous:
+        raise ValueError("out must be a 4-D Fortran-order array")
+    _ext().decode_into(
+        data, int(itemsize), [int(v) for v in chunk_shape], int(num_channels), [int(v) for v in block_size],
+        [int(v) for v in lo], [int(v) for v in hi], int(channel_start), int(channel_step), int(channel_count),
+        out.reshape(-1, order="F"), list(out.shape), [int(v) for v in dst_lo],
+    )
+
+
+def lookup_points(
+    *,
+    data: bytes,
+    itemsize: int,
+    chunk_shape: Sequence[int],
+    num_channels: int,
+    block_size: Sequence[int],
+    xyz: np.ndarray,
+    out: np.ndarray,
+) -> None:
+    """Values at chunk-local points ``xyz`` ((N, 3) C-contiguous int64) into ``out`` ((N, C) C order).
+
+    Releases the GIL. Raises ``ValueError`` for a corrupt chunk or a point outside it, and
+    ``ImportError`` when the extension is not available.
+    """
+    if xyz.dtype != np.int64 or not xyz.flags.c_contiguous or not out.flags.c_contiguous:
+        raise ValueError("xyz must be C-contiguous int64 and out C-contiguous")
+    _ext().lookup_points(
+        data, int(itemsize), [int(v) for v in chunk_shape], int(num_channels), [int(v) for v in block_size],
+        xyz, out,
+    )
+
+
+def encode(*, array: np.ndarray, block_size: Sequence[int]) -> bytes:
+    """The compressed_segmentation bytes of a 4-D (x, y, z, c) uint32/uint64 array (any strides).
+
+    Byte-identical to the reference encoders (tables sorted and shared). Releases the GIL.
+    Raises ``ValueError`` when a channel outgrows the format's 24-bit offsets, and
+    ``ImportError`` when the extension is not available.
+    """
+    return _ext().encode(array, [int(v) for v in block_size])
+
+
+__all__ = ["DISABLE_ENV", "EXTENSION", "available", "decode_into", "disabled_by_env", "encode", "lookup_points"]
