@@ -18,10 +18,11 @@ Reads: whole objects are downloaded as stored (``Accept-Encoding: gzip``, so GCS
 transcode) with the crc32c/md5 in ``X-Goog-Hash`` checked, then the object's
 ``Content-Encoding`` is undone here. Batches of whole objects (``iter_get``, which Volume reads
 use) go as JSON-API media downloads through the one-thread fetcher of ``http_fetch.py``, with
-the SDK's credentials as a bearer token and the same hash check; whatever it cannot finish is
-done again through the SDK. Ranged reads also send ``Accept-Encoding: gzip``: on GCS
-that header is what turns decompressive transcoding *off* (with ``identity`` GCS would
-decompress and ignore the Range), so a range is always a range of the stored bytes. Writes set
+the SDK's credentials as a bearer token and the same hash check (its TLS trusts the bundle
+``network.CA_BUNDLE_VARS`` names); whatever it cannot finish is done again through the SDK.
+Ranged reads also send ``Accept-Encoding: gzip``: on GCS that header is what turns
+decompressive transcoding *off* (with ``identity`` GCS would decompress and ignore the Range),
+so a range is always a range of the stored bytes. Writes set
 ``Content-Encoding`` metadata. The SDK's retries are off; :class:`~.retry.RetryPolicy` applies.
 """
 
@@ -31,9 +32,8 @@ import base64
 import hashlib
 import json
 import os
-import ssl
 import struct
-from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar
+from typing import Any, Callable, Iterator, TypeVar
 from urllib.parse import quote
 
 import google.auth
@@ -54,17 +54,16 @@ from requests.adapters import HTTPAdapter
 from .. import compression
 from ..errors import RequestError, StoreError
 from . import credentials
-from .base import ByteRange, Store, check_key
-from .http_fetch import Fetcher, Reply
-from .retry import RetryPolicy, SharedClient, Transient, get_ranges_coalesced, is_retryable_status, status_error
-from .streaming import REDO, FastGets, Later
+from .http_fetch import Reply
+from .network import RAISE, NetworkStore, fast_gets
+from .retry import RetryPolicy, SharedClient, Transient, is_retryable_status, status_error
+from .streaming import FastGets
 from .retry import short as _short
 from .url import StoreURL
 
 T = TypeVar("T")
 _SCOPES = ("https://www.googleapis.com/auth/devstorage.read_write",)
 _OPTION_KEYS = frozenset({"endpoint", "credentials", "project", "anonymous", "user_project", "requester_pays"})
-_ABSENT = object()
 
 
 def _load_credentials(source: str | dict) -> tuple[Any, str | None]:
@@ -190,22 +189,48 @@ def _check_secrets(secrets: Any) -> Any:
     )
 
 
+# The SDK keeps what the fetcher needs on private attributes; each is read in one helper below,
+# and a release that moves it turns streaming off (the SDK path still works) rather than break.
+
+def _api_base(client: storage.Client) -> str | None:
+    """The JSON API's base URL (an emulator's, or Google's); None if this SDK hides it."""
+    base = getattr(client, "api_endpoint", None)  # public from google-cloud-storage 2.x on
+    if not isinstance(base, str):
+        base = getattr(getattr(client, "_connection", None), "API_BASE_URL", None)
+    return base if isinstance(base, str) and base else None
+
+
+def _bearer_headers(client: storage.Client) -> dict[str, str] | None:
+    """The headers that authorize a request as the client's credentials (a token refreshed
+    when near expiry), ``{}`` when anonymous; None when that cannot be done here (this SDK's
+    ``_credentials``/``_http`` are not there, or the refresh failed), so the SDK should do it."""
+    creds, session, base = getattr(client, "_credentials", None), getattr(client, "_http", None), _api_base(client)
+    if creds is None or session is None or base is None:
+        return None
+    if isinstance(creds, AnonymousCredentials):
+        return {}
+    headers: dict[str, str] = {}
+    try:
+        creds.before_request(google.auth.transport.requests.Request(session), "GET", base, headers)
+    except (google.auth.exceptions.GoogleAuthError, requests.RequestException):
+        return None  # the SDK path reports what is wrong with the credentials
+    return headers
+
+
 def _close(client: storage.Client) -> None:
-    client._http.close()  # Client.close() does the same in recent releases
+    """Release the client's connections (``Client.close`` in recent releases)."""
+    close = getattr(client, "close", None)
+    if close is not None:
+        close()
+    else:
+        client._http.close()
 
 
-def _fast_gets(client: storage.Client, parallel: int, timeout: tuple[float, float], deadline: float | None) -> FastGets:
-    """The fetcher for the client's endpoint; none behind a proxy (the SDK's session knows
+def _fast_gets(client: storage.Client, parallel: int, retry: RetryPolicy) -> FastGets:
+    """Streaming gets for the client's endpoint (none behind a proxy: the SDK's session knows
     proxies, the fetcher does not)."""
-    base = client._connection.API_BASE_URL
-    url = urllib3.util.parse_url(base)
-    proxy = requests.utils.get_environ_proxies(base).get(url.scheme or "https")
-    if proxy or url.scheme not in ("http", "https") or not url.host:
-        return FastGets(None, parallel)
-    bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
-    tls = ssl.create_default_context(cafile=bundle) if url.scheme == "https" else None
-    return FastGets(Fetcher(url.scheme, url.host.strip("[]"), url.port, {}, timeout, tls, parallel,
-                                    deadline=deadline), parallel)
+    base = _api_base(client)
+    return FastGets(None, parallel) if base is None else fast_gets(base, parallel, retry)
 
 
 def _hash_ok(body: bytes | bytearray, header: str) -> bool:
@@ -221,18 +246,16 @@ def _hash_ok(body: bytes | bytearray, header: str) -> bool:
     return True
 
 
-class GCSStore(Store):
+class GCSStore(NetworkStore):
     """Objects in a GCS bucket under a prefix."""
 
     default_parallel = 32
-    streams = True
 
     def __init__(self, url: StoreURL, *, secrets: Any = None, parallel: int | None = None,
                  retry: RetryPolicy | None = None, _client: SharedClient[storage.Client] | None = None,
                  _fast: SharedClient[FastGets] | None = None, _user_project: str | None = None):
-        super().__init__(url)
-        self.retry = retry or RetryPolicy()
-        size = int(parallel or self.default_parallel)
+        super().__init__(url, retry)
+        size, pol = int(parallel or self.default_parallel), self.retry
         if _client is None:
             sec = _check_secrets(secrets)
             _user_project = _billed_project(sec)
@@ -241,8 +264,7 @@ class GCSStore(Store):
         #: the project billed for a requester-pays bucket: userProject= on every request
         self.user_project = _user_project
         if _fast is None:
-            timeout = self.retry.timeout
-            _fast = SharedClient(lambda: _fast_gets(_client.get(), size, timeout, self.retry.deadline), lambda f: f.close())
+            _fast = SharedClient(lambda: _fast_gets(_client.get(), size, pol), lambda f: f.close())
         self._fast = _fast
 
     def _bucket(self) -> storage.Bucket:
@@ -250,17 +272,16 @@ class GCSStore(Store):
         return self._client.get().bucket(self.url.netloc, user_project=self.user_project)
 
     def _blob(self, key: str) -> storage.Blob:
-        name = f"{self.url.path}/{check_key(key)}" if self.url.path else check_key(key)
-        return self._bucket().blob(name)
+        return self._bucket().blob(self._name(key))
 
-    def _run(self, fn: Callable[[], T], what: str, absent: Any = _ABSENT) -> T:
+    def _call(self, fn: Callable[[], T], what: str, until: float | None = None, absent: Any = RAISE) -> T:
         """``fn()`` with the SDK's errors sorted into absent / retry / fail, under the retry policy."""
 
         def attempt() -> T:
             try:
                 return fn()
             except gexc.NotFound:
-                if absent is _ABSENT:
+                if absent is RAISE:
                     raise status_error(what, 404, "Not Found") from None
                 return absent
             except gexc.GoogleAPICallError as e:
@@ -272,7 +293,7 @@ class GCSStore(Store):
                 raise Transient(f"checksum mismatch: {_short(e)}") from None
             except InvalidResponse as e:
                 code = int(getattr(e.response, "status_code", 0) or 0)
-                if code == 404 and absent is not _ABSENT:
+                if code == 404 and absent is not RAISE:
                     return absent
                 if is_retryable_status(code):
                     raise Transient(_short(e), code) from None
@@ -282,75 +303,44 @@ class GCSStore(Store):
                     TimeoutError) as e:  # urllib3's IncompleteRead can escape the SDK unwrapped
                 raise Transient(f"{type(e).__name__}: {_short(e)}") from None
 
-        return self.retry.call(attempt, what)
+        return self.retry.call(attempt, what, until)
 
-    def get(self, key: str, byte_range: ByteRange | None = None) -> bytes | None:
-        what = f"GET {self.url.key_url(key)}"
+    def _read_whole(self, key: str, what: str, until: float | None) -> tuple[bytes, str | None]:
         blob = self._blob(key)
-        if byte_range is None:
-            def whole() -> bytes:
-                return blob.download_as_bytes(raw_download=True, checksum="auto", timeout=self.retry.timeout, retry=None)
+        data = blob.download_as_bytes(raw_download=True, checksum="auto", timeout=self.retry.timeout, retry=None)
+        return data, blob.content_encoding
 
-            data = self._run(whole, what, absent=None)
-            return None if data is None else compression.decompress(data, blob.content_encoding, self.url.key_url(key))
-        start, end = int(byte_range[0]), int(byte_range[1])
-        if start < 0:
-            raise RequestError(f"{what}: byte range {byte_range} starts before 0")
-        if end <= start:
-            return b"" if self.exists(key) else None
+    def _read_range(self, key: str, start: int, end: int, what: str, until: float | None) -> bytes:
+        try:  # raw_download=True sends Accept-Encoding: gzip: stored bytes, Range honoured
+            return self._blob(key).download_as_bytes(start=start, end=end - 1, raw_download=True, checksum=None,
+                                                     timeout=self.retry.timeout, retry=None)
+        except gexc.RequestRangeNotSatisfiable:
+            return b""  # the object ends before `start`: like slicing past the end
 
-        def ranged() -> bytes:
-            try:  # raw_download=True sends Accept-Encoding: gzip: stored bytes, Range honoured
-                return blob.download_as_bytes(start=start, end=end - 1, raw_download=True, checksum=None,
-                                              timeout=self.retry.timeout, retry=None)
-            except gexc.RequestRangeNotSatisfiable:
-                return b""  # the object ends before `start`: like slicing past the end
+    def _streaming(self) -> FastGets:
+        return self._fast.get()
 
-        return self._run(ranged, f"{what} bytes={start}-{end - 1}", absent=None)
-
-    def iter_get(self, keys: Iterable[str], expected_bytes: int | None = None) -> Iterator[tuple[str, bytes | None]]:
-        """Whole objects as JSON-API media downloads, ``parallel`` in flight from the calling
-        thread; what cannot be finished that way (a failure, a 5xx, a hash mismatch) is done
-        again by :meth:`get` through the SDK, retries and all."""
-        keys = list(keys)
-        fast = self._fast.get()
-        if not fast.usable or len(keys) < 2:
-            yield from super().iter_get(keys)
-            return
+    def _stream(self, fast: FastGets, keys: list[str], expected_bytes: int | None
+                ) -> Iterator[tuple[str, bytes | None]] | None:
+        """Whole objects as JSON-API media downloads with the SDK's credentials as a bearer
+        token; a failure, a 5xx or a hash mismatch is done again by ``get`` through the SDK."""
         client = self._client.get()
-        base = urllib3.util.parse_url(client._connection.API_BASE_URL).path or ""
-        bucket = quote(self.url.netloc, safe="")
+        auth, base = _bearer_headers(client), _api_base(client)  # a fresh token for this batch
+        if auth is None or base is None:
+            return None
+        prefix = f"{(urllib3.util.parse_url(base).path or '').rstrip('/')}/download/storage/v1/b/"
+        prefix += quote(self.url.netloc, safe="") + "/o/"
         pays = f"&userProject={quote(self.user_project, safe='')}" if self.user_project else ""
         # Accept-Encoding: gzip keeps GCS from transcoding: the stored bytes, which the hash covers
-        headers = {"Accept-Encoding": "gzip"}
-        try:
-            if not isinstance(client._credentials, AnonymousCredentials):
-                # a fresh token (refreshed if it is near expiry) for this batch
-                client._credentials.before_request(google.auth.transport.requests.Request(client._http), "GET",
-                                                   client._connection.API_BASE_URL, headers)
-        except (google.auth.exceptions.GoogleAuthError, requests.RequestException):
-            yield from super().iter_get(keys)  # the SDK path reports what is wrong with the credentials
-            return
+        headers = {"Accept-Encoding": "gzip", **auth}
 
-        def path(key: str) -> str:
-            name = f"{self.url.path}/{check_key(key)}" if self.url.path else check_key(key)
-            return f"{base.rstrip('/')}/download/storage/v1/b/{bucket}/o/{quote(name, safe='')}?alt=media{pays}"
+        def request(key: str) -> tuple[str, dict[str, str]]:
+            return f"{prefix}{quote(self._name(key), safe='')}?alt=media{pays}", headers
 
-        def finish(key: str, answer: Reply) -> bytes | None | object:
-            if answer.status == 404:
-                return None
-            if answer.status != 200 or not _hash_ok(answer.body, answer.headers.get("x-goog-hash", "")):
-                return REDO
-            data, encoding = bytes(answer.body), answer.headers.get("content-encoding")
-            if compression.normalize(encoding) is None:
-                return data
-            return Later(lambda: compression.decompress(data, encoding, self.url.key_url(key)))
+        return fast.stream(keys, request, self._finish, self.get, expected_bytes, describe=self.url.key_url)
 
-        yield from fast.stream(keys, lambda k: (path(k), headers), finish, self.get, expected_bytes,
-                               describe=self.url.key_url)
-
-    def get_ranges(self, key: str, ranges: Sequence[ByteRange]) -> list[bytes | None]:
-        return get_ranges_coalesced(lambda rng: self.get(key, rng), ranges)
+    def _intact(self, answer: Reply) -> bool:
+        return _hash_ok(answer.body, answer.headers.get("x-goog-hash", ""))
 
     def put(self, key: str, data: bytes, *, content_type: str | None = None, content_encoding: str | None = None) -> None:
         blob = self._blob(key)
@@ -360,7 +350,7 @@ class GCSStore(Store):
             blob.upload_from_string(bytes(data), content_type=content_type or "application/octet-stream",
                                     timeout=self.retry.timeout, retry=None, checksum="auto")
 
-        self._run(upload, f"PUT {self.url.key_url(key)}")
+        self._call(upload, f"PUT {self.url.key_url(key)}")
 
     def create_exclusive(self, key: str, data: bytes) -> bool:
         """An upload with ``ifGenerationMatch=0``: only the first of several writers succeeds."""
@@ -374,17 +364,17 @@ class GCSStore(Store):
             except gexc.PreconditionFailed:
                 return False
 
-        return self._run(upload, f"PUT (if absent) {self.url.key_url(key)}")
+        return self._call(upload, f"PUT (if absent) {self.url.key_url(key)}")
 
     def delete(self, key: str) -> None:
         blob = self._blob(key)
-        self._run(lambda: blob.delete(timeout=self.retry.timeout, retry=None), f"DELETE {self.url.key_url(key)}",
-                  absent=None)
+        self._call(lambda: blob.delete(timeout=self.retry.timeout, retry=None), f"DELETE {self.url.key_url(key)}",
+                   absent=None)
 
     def exists(self, key: str) -> bool:
         blob = self._blob(key)
-        return self._run(lambda: blob.exists(timeout=self.retry.timeout, retry=None), f"HEAD {self.url.key_url(key)}",
-                         absent=False)
+        return self._call(lambda: blob.exists(timeout=self.retry.timeout, retry=None), f"HEAD {self.url.key_url(key)}",
+                          absent=False)
 
     def list(self, prefix: str = "") -> Iterator[str]:
         root = f"{self.url.path}/" if self.url.path else ""
@@ -399,7 +389,7 @@ class GCSStore(Store):
             return names, it.next_page_token
 
         while True:  # one page per request, each retried on its own
-            names, token = self._run(page, what)
+            names, token = self._call(page, what)
             for name in names:
                 yield name[len(root):]
             if not token:

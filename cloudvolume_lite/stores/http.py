@@ -1,9 +1,10 @@
 """``http(s)://host/path``: read-only access to a volume served by any web server.
 
 - One urllib3 connection pool per Volume (shared by the scale stores), of ``parallel``
-  connections; the proxy environment (``HTTP(S)_PROXY``, ``NO_PROXY``) and
-  ``REQUESTS_CA_BUNDLE`` are read once. Retries follow :class:`~.retry.RetryPolicy` (pass ``retry=`` to the
-  constructor, e.g. through ``StoreRegistry().with_scheme("https", partial(HTTPStore, retry=...))``).
+  connections; the proxy environment (``HTTP(S)_PROXY``, ``NO_PROXY``) and the CA bundle
+  (``REQUESTS_CA_BUNDLE``, see ``network.py``) are read once. Retries follow
+  :class:`~.retry.RetryPolicy` (pass ``retry=`` to the constructor, e.g. through
+  ``StoreRegistry().with_scheme("https", partial(HTTPStore, retry=...))``).
 - Whole-object reads advertise ``Accept-Encoding: gzip, br, zstd`` and undo the
   ``Content-Encoding`` the server used. Ranged reads send ``Accept-Encoding: identity`` and never
   decode: they return bytes ``[start, end)`` of what the server sends. A server that answers a
@@ -18,22 +19,17 @@
 
 from __future__ import annotations
 
-import os
-import ssl
 import time
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Iterator
 from urllib.parse import quote, unquote
 
-import requests
 import urllib3
 
-from .. import compression
 from ..errors import RequestError, UnsupportedEncodingError
-from .base import ByteRange, Store, check_key
-from .http_fetch import Fetcher, Reply
-from .streaming import REDO, FastGets, Later
-from .retry import RetryPolicy, SharedClient, Transient, check_span, get_ranges_coalesced, is_retryable_status, \
-    parse_retry_after, status_error
+from .network import NetworkStore, ca_bundle, environ_proxy, fast_gets
+from .streaming import FastGets
+from .retry import (RetryPolicy, SharedClient, Transient, check_span, is_retryable_status, parse_retry_after,
+                    status_error)
 from .retry import short as _short
 from .url import StoreURL
 
@@ -92,10 +88,10 @@ class _Response:
 
 class _Pool:
     """A urllib3 connection pool: about half the CPU per request of a ``requests.Session``
-    (0.25 vs 0.47 ms measured here), which matters at hundreds of chunk requests a second."""
+    (0.25 vs 0.47 ms measured here), which matters at hundreds of chunk requests a second;
+    and the streaming gets for batches (none through a proxy: only the pool speaks to one)."""
 
-    def __init__(self, parallel: int, secrets: dict[str, Any], base_url: str, timeout: tuple[float, float],
-                 deadline: float | None = None):
+    def __init__(self, parallel: int, secrets: dict[str, Any], base_url: str, retry: RetryPolicy):
         headers = dict(secrets.get("headers") or {})
         auth = secrets.get("auth")
         netloc = urllib3.util.parse_url(base_url)
@@ -104,20 +100,14 @@ class _Pool:
         if auth is not None:
             headers.update(urllib3.make_headers(basic_auth=":".join(auth)))
         self.headers = headers
-        bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+        bundle = ca_bundle()
         tls = {"ca_certs": bundle} if bundle else {}
+        connect, read = retry.timeout
         kw = dict(num_pools=8, maxsize=parallel, retries=False, block=False,
-                  timeout=urllib3.Timeout(connect=timeout[0], read=timeout[1]), **tls)
-        # the proxy environment is read once, for this host (HTTP(S)_PROXY, NO_PROXY)
-        proxy = requests.utils.get_environ_proxies(base_url).get(netloc.scheme or "http")
+                  timeout=urllib3.Timeout(connect=connect, read=read), **tls)
+        proxy = environ_proxy(base_url)  # read once, for this host
         self.pm = urllib3.ProxyManager(proxy, **kw) if proxy else urllib3.PoolManager(**kw)
-        # batches of chunks go through the one-thread fetcher; through a proxy, the pool only
-        fetcher = None
-        if not proxy and netloc.scheme in ("http", "https") and netloc.host:
-            tls = ssl.create_default_context(cafile=bundle) if netloc.scheme == "https" else None
-            fetcher = Fetcher(netloc.scheme, netloc.host.strip("[]"), netloc.port, headers, timeout, tls, parallel,
-                              deadline=deadline)
-        self.fast = FastGets(fetcher, parallel)
+        self.fast = fast_gets(base_url, parallel, retry, headers, proxied=bool(proxy))
 
     def request(self, method: str, url: str, headers: dict[str, str],
                 timeout: tuple[float, float] | None = None) -> _Response:
@@ -142,29 +132,39 @@ def _check_secrets(secrets: Any) -> dict[str, Any]:
     return secrets
 
 
-class HTTPStore(Store):
+class HTTPStore(NetworkStore):
     """Objects under an HTTP(S) URL; read-only (see the module docstring)."""
 
     default_parallel = 128  # no thread each (see http_fetch.py), and capped by bytes in flight
-    streams = True
+    absent_status = frozenset({404, 410})
 
     def __init__(self, url: StoreURL, *, secrets: Any = None, parallel: int | None = None,
                  retry: RetryPolicy | None = None, _client: SharedClient[_Pool] | None = None):
-        super().__init__(url)
-        self.retry = retry or RetryPolicy()
+        super().__init__(url, retry)
         if _client is None:
-            sec, size = _check_secrets(secrets), int(parallel or self.default_parallel)
+            sec, size, pol = _check_secrets(secrets), int(parallel or self.default_parallel), self.retry
             base = f"{url.scheme}://{url.netloc}/"
-            timeout, deadline = self.retry.timeout, self.retry.deadline
-            _client = SharedClient(lambda: _Pool(size, sec, base, timeout, deadline), lambda p: p.close())
+            _client = SharedClient(lambda: _Pool(size, sec, base, pol), lambda p: p.close())
         self._client = _client
         # the user:password@ part of a URL is for requests, never for messages
         self._public_netloc = url.netloc.rpartition("@")[2]
 
+    # -- capabilities: HTTP has no standard way to write, list or create conditionally ----------
+    @property
+    def supports_writes(self) -> bool:
+        return False
+
+    @property
+    def supports_listing(self) -> bool:
+        return False
+
+    @property
+    def supports_conditional_create(self) -> bool:
+        return False
+
     # -- addresses -----------------------------------------------------------------------------
     def _key_path(self, key: str) -> str:
-        path = f"{self.url.path}/{check_key(key)}" if self.url.path else check_key(key)
-        return "/" + quote(path.strip("/"), safe=_SAFE)
+        return "/" + quote(self._name(key).strip("/"), safe=_SAFE)
 
     def _key_url(self, key: str) -> str:
         return f"{self.url.scheme}://{self.url.netloc}{self._key_path(key)}"
@@ -203,24 +203,8 @@ class HTTPStore(Store):
         finally:
             r.close()
 
-    # -- Store ---------------------------------------------------------------------------------
-    def get(self, key: str, byte_range: ByteRange | None = None) -> bytes | None:
-        return self._get(key, byte_range, self.retry.until())
-
-    def _get(self, key: str, byte_range: ByteRange | None, until: float | None) -> bytes | None:
-        """``get``, all of it over by ``until`` (``time.monotonic()``, None: no bound)."""
-        what = f"GET {self._public(key)}"
-        if byte_range is None:
-            return self.retry.call(lambda: self._get_whole(key, what, until), what, until)
-        start, end = int(byte_range[0]), int(byte_range[1])
-        if start < 0:
-            raise RequestError(f"{what}: byte range {byte_range} starts before 0")
-        if end <= start:
-            return b"" if self.exists(key) else None
-        return self.retry.call(lambda: self._get_range(key, start, end, what, until), f"{what} bytes={start}-{end - 1}",
-                               until)
-
-    def _get_whole(self, key: str, what: str, until: float | None) -> bytes | None:
+    # -- NetworkStore --------------------------------------------------------------------------
+    def _read_whole(self, key: str, what: str, until: float | None) -> tuple[bytes, str | None] | None:
         r = self._send("GET", key, {"Accept-Encoding": ACCEPT_ENCODING}, until)
         if r.status_code in (404, 410):
             r.close()
@@ -228,39 +212,9 @@ class HTTPStore(Store):
         if not 200 <= r.status_code < 300 or r.status_code == 206:
             r.close()
             raise status_error(what, r.status_code, r.reason)
-        return self._decoded(key, self._body(r, until), r.headers.get("Content-Encoding", ""))
+        return self._body(r, until), r.headers.get("Content-Encoding")
 
-    def _decoded(self, key: str, data: bytes | bytearray, encodings: str) -> bytes:
-        # "gzip, br" means gzip was applied first: undo in reverse order
-        for enc in reversed([e.strip() for e in encodings.split(",") if e.strip()]):
-            data = compression.decompress(data, enc, self._public(key))
-        # immutable, so no decoded view can ever write into what a cache keeps
-        return data if isinstance(data, bytes) else bytes(data)
-
-    def iter_get(self, keys: Iterable[str], expected_bytes: int | None = None) -> Iterator[tuple[str, bytes | None]]:
-        """Whole objects, ``parallel`` requests in flight from the calling thread (see
-        ``http_fetch.py``). What the fetcher cannot finish plainly (a failure, a 5xx, a
-        redirect, chunked framing) is done again by :meth:`get`, retries and all, on a few
-        threads; its errors are raised here."""
-        keys = list(keys)
-        fast = self._client.get().fast
-        if not fast.usable or len(keys) < 2:
-            yield from super().iter_get(keys)
-            return
-        headers = {"Accept-Encoding": ACCEPT_ENCODING}
-        yield from fast.stream(keys, lambda k: (self._key_path(k), headers), self._finish, self.get, expected_bytes,
-                               redo_until=lambda k, until: self._get(k, None, until), describe=self._public)
-
-    def _finish(self, key: str, answer: Reply) -> bytes | None | object:
-        if answer.status != 200:
-            return None if answer.status in (404, 410) else REDO
-        encodings = answer.headers.get("content-encoding", "").strip()
-        if encodings and encodings.lower() != "identity":
-            data = bytes(answer.body)  # decompressed on a worker, off the fetching thread
-            return Later(lambda: self._decoded(key, data, encodings))
-        return bytes(answer.body)
-
-    def _get_range(self, key: str, start: int, end: int, what: str, until: float | None) -> bytes | None:
+    def _read_range(self, key: str, start: int, end: int, what: str, until: float | None) -> bytes | None:
         r = self._send("GET", key, {"Range": f"bytes={start}-{end - 1}", "Accept-Encoding": "identity"}, until)
         if r.status_code in (404, 410):
             r.close()
@@ -277,9 +231,19 @@ class HTTPStore(Store):
         check_span(body, r.headers.get("Content-Range"), start)  # never bytes from the wrong place
         return body[: end - start]
 
-    def get_ranges(self, key: str, ranges: Sequence[ByteRange]) -> list[bytes | None]:
-        return get_ranges_coalesced(lambda rng: self.get(key, rng), ranges)
+    def _streaming(self) -> FastGets:
+        return self._client.get().fast
 
+    def _stream(self, fast: FastGets, keys: list[str], expected_bytes: int | None
+                ) -> Iterator[tuple[str, bytes | None]]:
+        """Whole objects, ``parallel`` requests in flight from the calling thread (see
+        ``http_fetch.py``); a failure, a 5xx, a redirect or chunked framing is done again by
+        ``get`` on a few threads, within what is left of the key's time."""
+        headers = {"Accept-Encoding": ACCEPT_ENCODING}
+        return fast.stream(keys, lambda k: (self._key_path(k), headers), self._finish, self.get, expected_bytes,
+                           redo_until=lambda k, until: self._get(k, None, until), describe=self._public)
+
+    # -- Store ---------------------------------------------------------------------------------
     def exists(self, key: str) -> bool:
         what = f"HEAD {self._public(key)}"
 

@@ -65,6 +65,14 @@ class Failure:
     final: bool = False
 
 
+def origin(scheme: str, host: str, port: int | None) -> str:
+    """``scheme://host[:port]``, the port left out when it is the scheme's default and an IPv6
+    host in brackets: one spelling per origin, so two can be compared as strings."""
+    default = 443 if scheme == "https" else 80
+    host = f"[{host}]" if ":" in host else host.lower()
+    return f"{scheme}://{host}" if port in (None, default) else f"{scheme}://{host}:{port}"
+
+
 class _Conn:
     """One connection and the request it carries."""
 
@@ -133,6 +141,11 @@ class Fetcher:
         self.window = Window(limit, initial)
         self.max_bytes = max_bytes
         self.deadline = deadline
+
+    @property
+    def origin(self) -> str:
+        """The ``scheme://host[:port]`` every request goes to (see :func:`origin`)."""
+        return origin(self.scheme, self.host, self.port)
 
     # -- connections ---------------------------------------------------------------------------
     def _take_idle(self) -> socket.socket | None:

@@ -19,7 +19,9 @@ Configuration (``secrets`` dict, every key optional): ``endpoint_url``, ``aws_ac
 - Batches of whole objects (``iter_get``, which Volume reads use) go through the one-thread
   fetcher of ``http_fetch.py`` as presigned GETs (botocore signs each URL, so endpoints,
   addressing, regions and session tokens are its business), with the same ETag check, run off
-  the fetching thread. What cannot be finished that way is done again through boto3.
+  the fetching thread. What cannot be finished that way is done again through boto3. Their TLS
+  trusts the CA bundle ``network.CA_BUNDLE_VARS`` names (``REQUESTS_CA_BUNDLE``,
+  ``CURL_CA_BUNDLE``, then ``AWS_CA_BUNDLE``); boto3's own requests follow botocore's rules.
 - botocore's retries are off (one attempt); :class:`~.retry.RetryPolicy` applies.
 """
 
@@ -28,12 +30,10 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import ssl
-from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar
+from typing import Any, Callable, Iterator, TypeVar
 from urllib.parse import urlsplit
 
 import boto3
-import requests
 import urllib3
 from botocore import UNSIGNED
 from botocore.config import Config
@@ -42,12 +42,11 @@ from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, 
 from .. import compression
 from ..errors import RequestError, StoreError
 from . import credentials
-from .base import ByteRange, Store, check_key
-from .http_fetch import Fetcher, Reply
+from .http_fetch import Reply, origin
+from .network import RAISE, NetworkStore, decode_content, fast_gets
 from .streaming import REDO, FastGets, Later
 from .retry import short as _short
-from .retry import (RetryPolicy, SharedClient, Transient, check_span, get_ranges_coalesced, is_retryable_status,
-                    status_error)
+from .retry import RetryPolicy, SharedClient, Transient, check_span, is_retryable_status, status_error
 from .url import StoreURL
 
 T = TypeVar("T")
@@ -57,7 +56,6 @@ _KEYS = frozenset({"endpoint_url", "aws_access_key_id", "aws_secret_access_key",
 _RETRY_CODES = frozenset({"SlowDown", "Throttling", "ThrottlingException", "RequestTimeout",
                 "InternalError", "ServiceUnavailable", "OperationAborted"})
 _MD5 = re.compile(r'^"?([0-9a-fA-F]{32})"?$')
-_ABSENT = object()
 
 
 def _make_client(secrets: dict[str, Any], parallel: int, retry: RetryPolicy, url: StoreURL) -> Any:
@@ -121,19 +119,11 @@ def _build_client(secrets: dict[str, Any], parallel: int, retry: RetryPolicy, bu
                           config=config)
 
 
-def _fast_gets(client: Any, bucket: str, parallel: int, timeout: tuple[float, float], deadline: float | None
-               ) -> FastGets:
-    """A fetcher for the origin this bucket's presigned URLs point at; none behind a proxy."""
-    probe = urlsplit(client.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": "k"}, ExpiresIn=60))
-    url = urllib3.util.parse_url(f"{probe.scheme}://{probe.netloc}")
-    proxy = requests.utils.get_environ_proxies(f"{probe.scheme}://{probe.netloc}/").get(probe.scheme)
-    if proxy or client.meta.config.proxies or url.scheme not in ("http", "https") or not url.host:
-        return FastGets(None, parallel)
-    bundle = os.environ.get("AWS_CA_BUNDLE") or os.environ.get("REQUESTS_CA_BUNDLE")
-    tls = ssl.create_default_context(cafile=bundle) if url.scheme == "https" else None
-    fetcher = Fetcher(url.scheme, url.host.strip("[]"), url.port, {}, timeout, tls, parallel, deadline=deadline)
-    fetcher.origin = f"{probe.scheme}://{probe.netloc}"  # type: ignore[attr-defined]
-    return FastGets(fetcher, parallel)
+def _fast_gets(client: Any, bucket: str, parallel: int, retry: RetryPolicy) -> FastGets:
+    """Streaming gets for the origin this bucket's presigned URLs point at (none when boto3 is
+    configured with proxies, see ``network.fast_gets``)."""
+    probe = client.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": "k"}, ExpiresIn=60)
+    return fast_gets(probe, parallel, retry, proxied=bool(client.meta.config.proxies))
 
 
 def _check_secrets(secrets: Any) -> dict[str, Any]:
@@ -151,20 +141,18 @@ def _status(e: ClientError) -> tuple[int, str]:
     return int(e.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0), str(e.response.get("Error", {}).get("Code", ""))
 
 
-class S3Store(Store):
+class S3Store(NetworkStore):
     """Objects in an S3 bucket under a prefix."""
 
     default_parallel = 32
-    streams = True
 
     def __init__(self, url: StoreURL, *, secrets: Any = None, parallel: int | None = None,
                  retry: RetryPolicy | None = None, _client: SharedClient[Any] | None = None,
                  _fast: SharedClient[FastGets] | None = None, _pays: bool = False):
-        super().__init__(url)
-        self.retry = retry or RetryPolicy()
-        size = int(parallel or self.default_parallel)
+        super().__init__(url, retry)
+        size, pol = int(parallel or self.default_parallel), self.retry
         if _client is None:
-            sec, pol = _check_secrets(secrets), self.retry
+            sec = _check_secrets(secrets)
             _pays = bool(sec.get("requester_pays"))
             _client = SharedClient(lambda: _make_client(sec, size, pol, url), lambda c: c.close())
         self._client = _client
@@ -172,15 +160,11 @@ class S3Store(Store):
         #: what every call adds for a requester-pays bucket (header x-amz-request-payer)
         self._extra: dict[str, str] = {"RequestPayer": "requester"} if _pays else {}
         if _fast is None:
-            bucket, timeout = url.netloc, self.retry.timeout
-            _fast = SharedClient(lambda: _fast_gets(_client.get(), bucket, size, timeout, self.retry.deadline),
-                                 lambda f: f.close())
+            bucket = url.netloc
+            _fast = SharedClient(lambda: _fast_gets(_client.get(), bucket, size, pol), lambda f: f.close())
         self._fast = _fast
 
-    def _name(self, key: str) -> str:
-        return f"{self.url.path}/{check_key(key)}" if self.url.path else check_key(key)
-
-    def _run(self, fn: Callable[[], T], what: str, absent: Any = _ABSENT) -> T:
+    def _call(self, fn: Callable[[], T], what: str, until: float | None = None, absent: Any = RAISE) -> T:
         """``fn()`` with botocore's errors sorted into absent / retry / fail, under the retry policy."""
 
         def attempt() -> T:
@@ -190,7 +174,7 @@ class S3Store(Store):
                 status, code = _status(e)
                 if code == "NoSuchBucket":
                     raise StoreError(f"{what} failed: bucket {self.url.netloc!r} does not exist") from None
-                if (status == 404 or code in ("NoSuchKey", "NotFound")) and absent is not _ABSENT:
+                if (status == 404 or code in ("NoSuchKey", "NotFound")) and absent is not RAISE:
                     return absent
                 if is_retryable_status(status) or code in _RETRY_CODES:
                     raise Transient(code or "server error", status) from None
@@ -201,78 +185,62 @@ class S3Store(Store):
                 # connection/read errors, a short body, a failed checksum: all worth a retry
                 raise Transient(f"{type(e).__name__}: {_short(e)}") from None
 
-        return self.retry.call(attempt, what)
+        return self.retry.call(attempt, what, until)
 
-    def get(self, key: str, byte_range: ByteRange | None = None) -> bytes | None:
-        what = f"GET {self.url.key_url(key)}"
-        name = self._name(key)
-        if byte_range is None:
-            def whole() -> tuple[bytes, str | None]:
-                r = self._client.get().get_object(Bucket=self.url.netloc, Key=name, **self._extra)
-                data = r["Body"].read()
-                _verify_etag(r, data)
-                return data, r.get("ContentEncoding")
+    def _read_whole(self, key: str, what: str, until: float | None) -> tuple[bytes, str | None]:
+        r = self._client.get().get_object(Bucket=self.url.netloc, Key=self._name(key), **self._extra)
+        data = r["Body"].read()
+        _verify_etag(r, data)
+        return data, r.get("ContentEncoding")
 
-            got = self._run(whole, what, absent=None)
-            if got is None:
-                return None
-            data, encoding = got
-            for enc in reversed([e for e in (encoding or "").split(",") if e.strip() and e.strip() != "aws-chunked"]):
-                data = compression.decompress(data, enc, self.url.key_url(key))
-            return data
-        start, end = int(byte_range[0]), int(byte_range[1])
-        if start < 0:
-            raise RequestError(f"{what}: byte range {byte_range} starts before 0")
-        if end <= start:
-            return b"" if self.exists(key) else None
+    def _read_range(self, key: str, start: int, end: int, what: str, until: float | None) -> bytes:
+        try:
+            r = self._client.get().get_object(Bucket=self.url.netloc, Key=self._name(key),
+                                              Range=f"bytes={start}-{end - 1}", **self._extra)
+        except ClientError as e:
+            if _status(e)[0] == 416:  # the object ends before `start`: like slicing past the end
+                return b""
+            raise
+        body = r["Body"].read()
+        if r["ResponseMetadata"]["HTTPStatusCode"] == 200:  # Range ignored: keep our part
+            return body[start:end]
+        check_span(body, r.get("ContentRange"), start)
+        return body[: end - start]
 
-        def ranged() -> bytes:
-            try:
-                r = self._client.get().get_object(Bucket=self.url.netloc, Key=name, Range=f"bytes={start}-{end - 1}",
-                                                  **self._extra)
-            except ClientError as e:
-                if _status(e)[0] == 416:  # the object ends before `start`: like slicing past the end
-                    return b""
-                raise
-            body = r["Body"].read()
-            if r["ResponseMetadata"]["HTTPStatusCode"] == 200:  # Range ignored: keep our part
-                return body[start:end]
-            check_span(body, r.get("ContentRange"), start)
-            return body[: end - start]
+    def _streaming(self) -> FastGets:
+        return self._fast.get()
 
-        return self._run(ranged, f"{what} bytes={start}-{end - 1}", absent=None)
-
-    def iter_get(self, keys: Iterable[str], expected_bytes: int | None = None) -> Iterator[tuple[str, bytes | None]]:
-        """Whole objects as presigned GETs, ``parallel`` in flight from the calling thread; the
-        ETag check and decompression run on workers; anything else (a failure, a 5xx, a 403,
-        a redirect, a mismatch) is done again by :meth:`get` through boto3, retries and all."""
-        keys = list(keys)
-        fast = self._fast.get()
-        if not fast.usable or len(keys) < 2:
-            yield from super().iter_get(keys)
-            return
-        client, origin = self._client.get(), fast.fetcher.origin  # type: ignore[attr-defined]
+    def _stream(self, fast: FastGets, keys: list[str], expected_bytes: int | None
+                ) -> Iterator[tuple[str, bytes | None]]:
+        """Whole objects as presigned GETs (botocore signs each URL, so endpoints, addressing,
+        regions and session tokens are its business); the ETag check and decompression run on
+        workers; a failure, a 5xx, a 403, a redirect or a mismatch is done again by ``get``."""
+        client, home = self._client.get(), fast.fetcher.origin  # type: ignore[union-attr]
         # a signed URL lists x-amz-request-payer among its signed headers; an unsigned one drops
         # it: either way the header itself must go with the GET
         headers = {"x-amz-request-payer": "requester"} if self._pays else {}
+        strays: set[str] = set()  # keys botocore signed for another origin (never expected)
 
         def request(key: str) -> tuple[str, dict[str, str]]:
-            url = client.generate_presigned_url("get_object", ExpiresIn=3600,
-                                                Params={"Bucket": self.url.netloc, "Key": self._name(key), **self._extra})
-            parts = urlsplit(url)
-            if f"{parts.scheme}://{parts.netloc}" != origin:  # never expected; the slow way copes
-                parts = urlsplit(f"{origin}/cvl-origin-mismatch/{key}")
+            params = {"Bucket": self.url.netloc, "Key": self._name(key), **self._extra}
+            parts = urlsplit(client.generate_presigned_url("get_object", Params=params, ExpiresIn=3600))
+            if origin(parts.scheme, parts.hostname or "", parts.port) != home:
+                strays.add(key)  # the slow way reads it; the fetcher's origin gets a harmless path
+                parts = urlsplit(f"{home}/cvl-origin-mismatch/{key}")
             return (f"{parts.path}?{parts.query}" if parts.query else parts.path), headers
 
         def finish(key: str, answer: Reply) -> bytes | None | object:
-            if answer.status == 404:
-                return None
-            if answer.status != 200:
-                return REDO
-            data, headers = bytes(answer.body), answer.headers
-            return Later(lambda: self._checked(key, data, headers))
+            return REDO if key in strays else self._finish(key, answer)
 
-        yield from fast.stream(keys, request, finish, self.get, expected_bytes, describe=self.url.key_url)
+        return fast.stream(keys, request, finish, self.get, expected_bytes, describe=self.url.key_url)
+
+    def _finish(self, key: str, answer: Reply) -> bytes | None | object:
+        if answer.status == 404:
+            return None
+        if answer.status != 200:
+            return REDO
+        data, headers = bytes(answer.body), answer.headers
+        return Later(lambda: self._checked(key, data, headers))
 
     def _checked(self, key: str, data: bytes, headers: dict[str, str]) -> bytes | object:
         """A streamed body, ETag-checked and decoded; REDO if the transfer was damaged."""
@@ -282,12 +250,7 @@ class S3Store(Store):
             _verify_etag(meta, data)
         except Transient:
             return REDO
-        for enc in reversed([e for e in headers.get("content-encoding", "").split(",") if e.strip() and e.strip() != "aws-chunked"]):
-            data = compression.decompress(data, enc, self.url.key_url(key))
-        return data
-
-    def get_ranges(self, key: str, ranges: Sequence[ByteRange]) -> list[bytes | None]:
-        return get_ranges_coalesced(lambda rng: self.get(key, rng), ranges)
+        return decode_content(data, headers.get("content-encoding"), self.url.key_url(key))
 
     def put(self, key: str, data: bytes, *, content_type: str | None = None, content_encoding: str | None = None) -> None:
         args: dict[str, Any] = {"Bucket": self.url.netloc, "Key": self._name(key), "Body": bytes(data),
@@ -295,7 +258,7 @@ class S3Store(Store):
         enc = compression.normalize(content_encoding)
         if enc:
             args["ContentEncoding"] = enc
-        self._run(lambda: self._client.get().put_object(**args), f"PUT {self.url.key_url(key)}")
+        self._call(lambda: self._client.get().put_object(**args), f"PUT {self.url.key_url(key)}")
 
     def create_exclusive(self, key: str, data: bytes) -> bool:
         """A PUT with ``If-None-Match: *``: only the first of several writers succeeds."""
@@ -314,12 +277,12 @@ class S3Store(Store):
                     raise Transient(code or "conflict", status) from None
                 raise
 
-        return self._run(put, f"PUT (if absent) {self.url.key_url(key)}")
+        return self._call(put, f"PUT (if absent) {self.url.key_url(key)}")
 
     def delete(self, key: str) -> None:
         name = self._name(key)
-        self._run(lambda: self._client.get().delete_object(Bucket=self.url.netloc, Key=name, **self._extra),
-                  f"DELETE {self.url.key_url(key)}", absent=None)
+        self._call(lambda: self._client.get().delete_object(Bucket=self.url.netloc, Key=name, **self._extra),
+                   f"DELETE {self.url.key_url(key)}", absent=None)
 
     def exists(self, key: str) -> bool:
         name = self._name(key)
@@ -328,7 +291,7 @@ class S3Store(Store):
             self._client.get().head_object(Bucket=self.url.netloc, Key=name, **self._extra)
             return True
 
-        return self._run(head, f"HEAD {self.url.key_url(key)}", absent=False)
+        return self._call(head, f"HEAD {self.url.key_url(key)}", absent=False)
 
     def list(self, prefix: str = "") -> Iterator[str]:
         root = f"{self.url.path}/" if self.url.path else ""
@@ -342,7 +305,7 @@ class S3Store(Store):
             return self._client.get().list_objects_v2(**args)
 
         while True:  # one page per request, each retried on its own
-            r = self._run(page, what)
+            r = self._call(page, what)
             for obj in r.get("Contents", []):
                 yield obj["Key"][len(root):]
             token = r.get("NextContinuationToken")
