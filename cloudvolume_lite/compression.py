@@ -35,7 +35,7 @@ def _gunzip(data: bytes) -> bytes:
         deflate = None
     if deflate is not None:
         try:
-            return deflate.gzip_decompress(data)
+            return bytes(deflate.gzip_decompress(data))  # a bytearray: callers and caches get immutable bytes
         except Exception:
             pass  # libdeflate handles one member only; multi-member files fall through to zlib
     return gzip.decompress(data)

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import cloudvolume_lite as cvl
+from golden import golden_copy
 from oracles import cv_write, random_volume, ts_write
 
 
@@ -81,8 +82,7 @@ def test_missing_chunks_for_points(tmp_path, rng):
 
 
 def test_points_at_other_mip_and_through_lru(tmp_path, rng):
-    truth = random_volume((32, 32, 16, 1), "uint64", rng, labels=40)
-    url = ts_write(tmp_path / "v", truth, chunk=(8, 8, 8), encoding="compressed_segmentation")
+    url, truth = golden_copy("ts_cseg_uint64", tmp_path / "v")  # TensorStore-written cseg
     vol = cvl.Volume(url, lru_bytes=10**7)
     pts = random_points(vol, rng, 500)
     np.testing.assert_array_equal(vol.scattered_points(pts, mip=0), expected(truth, vol, pts))

@@ -1,8 +1,9 @@
-"""One store contract, run against every backend: memory, local disk, and real servers on
-127.0.0.1 (moto's S3 server, fake-gcs-server, the Range-capable HTTP server in fixtures_servers).
+"""Backend-specific store behaviour against real servers on 127.0.0.1 (moto's S3 server,
+fake-gcs-server, the Range-capable HTTP server in fixtures_servers): metadata, pools, secrets,
+environment, retries and faults.
 
-HTTP stores are read-only (``put``/``delete``/``list`` raise UnsupportedEncodingError), so the
-HTTP suite seeds objects by writing files into the served directory (``NAME.gz`` for gzip).
+What every store promises (get/put/ranges/list/child/...) is the shipped contract,
+``cloudvolume_lite.testing.StoreContract``, run for each backend in test_store_contract.py.
 """
 
 from __future__ import annotations
@@ -23,177 +24,16 @@ from cloudvolume_lite.stores.gcs import GCSStore
 from cloudvolume_lite.stores.http import HTTPStore
 from cloudvolume_lite.stores.retry import RetryPolicy, coalesce
 from cloudvolume_lite.stores.s3 import S3Store
+from cloudvolume_lite.testing import payload
 from fixtures_servers import Faults, RangeHTTPServer
 
 FAST_RETRY = RetryPolicy(attempts=4, base_delay=0.005, max_delay=0.02, connect_timeout=2, read_timeout=5)
 
 
-def payload(n: int = 10_000, seed: int = 0) -> bytes:
-    """Incompressible-ish bytes with some zeros, so off-by-one slices show."""
-    import numpy as np
+# -- backend-specific behaviour (the contract itself is in test_store_contract.py) ---------------
+class SharesOneClient:
+    """Network stores: children made with ``child`` share the parent's client and policy."""
 
-    return np.random.default_rng(seed).integers(0, 256, n, dtype=np.uint8).tobytes()
-
-
-class StoreContract:
-    """The contract of ``cloudvolume_lite.stores.base.Store``. Subclasses provide ``store``."""
-
-    writable = True
-    #: a ranged get of a Content-Encoding: gzip object returns the stored (gzip) bytes
-
-    def seed(self, store: Store, key: str, data: bytes, content_encoding: str | None = None) -> None:
-        store.put(key, data, content_encoding=content_encoding)
-
-    def test_get_missing_is_none(self, store: Store) -> None:
-        assert store.get("nope") is None
-        assert store.get("a/b/nope") is None
-        assert store.get("nope", (0, 4)) is None
-        assert store.get("nope", (3, 3)) is None
-        assert not store.exists("nope")
-
-    def test_round_trip(self, store: Store) -> None:
-        data = payload()
-        self.seed(store, "a/b", data)
-        self.seed(store, "empty", b"")
-        assert store.get("a/b") == data
-        assert store.get("empty") == b""
-        assert store.exists("a/b") and store.exists("empty")
-
-    def test_byte_range(self, store: Store) -> None:
-        data = payload()
-        self.seed(store, "k", data)
-        n = len(data)
-        assert store.get("k", (10, 20)) == data[10:20]
-        assert store.get("k", (0, n)) == data
-        assert store.get("k", (n - 5, n + 100)) == data[n - 5 :]  # past the end: like slicing
-        assert store.get("k", (n + 10, n + 20)) == b""
-        assert store.get("k", (5, 5)) == b""
-        assert store.get("k", (0, 1)) == data[:1]
-
-    def test_get_many(self, store: Store) -> None:
-        items = {f"m/{i}": payload(500 + i, seed=i) for i in range(6)}
-        for k, v in items.items():
-            self.seed(store, k, v)
-        want = {**items, "m/missing": None}
-        assert store.get_many(list(want)) == want
-        with ThreadPoolExecutor(4) as ex:
-            assert store.get_many(list(want), executor=ex) == want
-
-    def test_iter_get(self, store: Store) -> None:
-        items = {f"it/{i}": payload(3000 + 7 * i, seed=i) for i in range(20)}
-        for k, v in items.items():
-            self.seed(store, k, v)
-        text = b"precomputed " * 3000
-        self.seed(store, "it/gz", gzip.compress(text, mtime=0), content_encoding="gzip")
-        want = {**items, "it/gz": text, "it/missing": None}
-        got = {}
-        for key, data in store.iter_get(list(want)):
-            assert key not in got  # each key once
-            got[key] = None if data is None else bytes(data)
-        assert got == want
-        assert dict(store.iter_get([])) == {}
-
-    def test_get_ranges(self, store: Store) -> None:
-        data = payload(2_000_000)
-        self.seed(store, "shard", data)
-        ranges = [(100, 200), (0, 50), (150, 400), (1_500_000, 1_500_010), (1_999_990, 2_000_100), (7, 7)]
-        assert store.get_ranges("shard", ranges) == [data[s:e] for s, e in ranges]
-        assert store.get_ranges("missing", [(0, 10), (20, 30)]) == [None, None]
-
-    def test_gzip_content_encoding(self, store: Store, request: pytest.FixtureRequest) -> None:
-        data = b"precomputed " * 5000
-        gz = gzip.compress(data, mtime=0)
-        self.seed(store, "chunk", gz, content_encoding="gzip")
-        assert store.get("chunk") == data  # whole reads undo the transport compression
-        assert store.get_many(["chunk"]) == {"chunk": data}
-        assert store.get("chunk", (0, 10)) == gz[:10]  # ranged reads: the stored bytes, never transcoded
-        assert store.get("chunk", (20, 50)) == gz[20:50]
-
-    def test_put_overwrites_encoding(self, store: Store) -> None:
-        if not self.writable:
-            with pytest.raises(UnsupportedEncodingError, match="read-only"):
-                store.put("c", b"new")
-            return
-        store.put("c", gzip.compress(b"old" * 100), content_encoding="gzip")
-        store.put("c", b"new")
-        assert store.get("c") == b"new"
-        assert store.get("c", (0, 3)) == b"new"
-
-    def test_delete(self, store: Store) -> None:
-        if not self.writable:
-            with pytest.raises(UnsupportedEncodingError, match="read-only"):
-                store.delete("x")
-            return
-        store.put("x", b"1")
-        store.put("gz", gzip.compress(b"2"), content_encoding="gzip")
-        store.delete("x")
-        store.delete("gz")
-        store.delete("never-there")  # absent is fine
-        assert store.get("x") is None and store.get("gz") is None
-        assert not store.exists("x") and not store.exists("gz")
-
-    def test_list(self, store: Store) -> None:
-        if not self.writable:
-            with pytest.raises(UnsupportedEncodingError, match="list"):
-                list(store.list())
-            return
-        for k in ("a/1", "a/2", "b/1", "ab", "a/sub/3"):
-            store.put(k, b"x")
-        store.put("g", gzip.compress(b"y"), content_encoding="gzip")
-        assert sorted(store.list()) == ["a/1", "a/2", "a/sub/3", "ab", "b/1", "g"]
-        assert sorted(store.list("a/")) == ["a/1", "a/2", "a/sub/3"]
-        assert sorted(store.list("a")) == ["a/1", "a/2", "a/sub/3", "ab"]
-        assert list(store.list("zzz")) == []
-
-    def test_child(self, store: Store) -> None:
-        parent = store.child("..")
-        name = str(store.url).rstrip("/").rsplit("/", 1)[-1]
-        self.seed(store, "scale/k", b"in the volume")
-        self.seed(parent, "other/k", b"next to the volume")
-        assert store.child("scale").get("k") == b"in the volume"
-        assert parent.get(f"{name}/scale/k") == b"in the volume"
-        sibling = store.child("../other")
-        assert sibling.get("k") == b"next to the volume"
-        assert str(sibling.url) == str(parent.url).rstrip("/") + "/other"
-        assert type(sibling) is type(store)
-
-    def test_keys_may_not_escape_the_root(self, store: Store) -> None:
-        for bad in ("../x", "a/../../x", "/abs", "a\\b", ".."):
-            with pytest.raises(RequestError):
-                store.get(bad)
-            with pytest.raises(RequestError):
-                store.exists(bad)
-            if self.writable:
-                with pytest.raises(RequestError):
-                    store.put(bad, b"1")
-                with pytest.raises(RequestError):
-                    store.delete(bad)
-
-    def test_close_then_use(self, store: Store) -> None:
-        self.seed(store, "k", b"v")
-        child = store.child("sub")
-        store.close()
-        store.close()  # twice is fine
-        assert store.get("k") == b"v"  # a closed store reconnects on demand
-        assert child.get("nope") is None
-
-
-# -- backends ------------------------------------------------------------------------------------
-class TestMemoryStore(StoreContract):
-    @pytest.fixture
-    def store(self) -> Store:
-        return open_store(f"mem://t-{uuid.uuid4().hex}/vol")
-
-
-class TestLocalStore(StoreContract):
-    # LocalStore decompresses NAME.gz before slicing: ranged reads see the decompressed bytes
-
-    @pytest.fixture
-    def store(self, tmp_path: Path) -> Store:
-        return open_store(str(tmp_path / "root" / "vol"))
-
-
-class NetworkContract(StoreContract):
     def test_children_share_one_client(self, store: Store) -> None:
         child = store.child("a").child("../b")
         assert child._client is store._client  # type: ignore[attr-defined]
@@ -201,7 +41,7 @@ class NetworkContract(StoreContract):
         assert child.default_parallel == type(store).default_parallel >= 32
 
 
-class TestS3Store(NetworkContract):
+class TestS3Store(SharesOneClient):
     @pytest.fixture
     def store(self, s3_bucket: str, s3_secrets: dict) -> Store:
         return open_store(f"s3://{s3_bucket}/data/vol", secrets=s3_secrets, parallel=8)
@@ -250,7 +90,7 @@ class TestS3Store(NetworkContract):
             open_store("s3://b/v", secrets={"endpoint": "http://127.0.0.1:1"})
 
 
-class TestGCSStore(NetworkContract):
+class TestGCSStore(SharesOneClient):
     @pytest.fixture
     def store(self, gcs_bucket: str, gcs_endpoint: str) -> Store:
         return open_store(f"gs://{gcs_bucket}/data/vol", secrets={"endpoint": gcs_endpoint}, parallel=8)
@@ -290,17 +130,14 @@ class TestGCSStore(NetworkContract):
         assert "NOT-A-REAL-KEY" not in str(err.value)
 
 
-class TestHTTPStore(NetworkContract):
-    writable = False
-
+class TestHTTPStore(SharesOneClient):
     @pytest.fixture
     def store(self, http_server: RangeHTTPServer, http_root: Path) -> Store:
         self.root_dir = http_root
         return open_store(f"{http_server.url}/t-{uuid.uuid4().hex}/vol", parallel=8)
 
-    def seed(self, store: Store, key: str, data: bytes, content_encoding: str | None = None) -> None:
-        # like nginx gzip_static: NAME.gz is served at NAME with Content-Encoding: gzip
-        path = self.root_dir / store.url.path / (key + (".gz" if content_encoding == "gzip" else ""))
+    def seed(self, store: Store, key: str, data: bytes) -> None:
+        path = self.root_dir / store.url.path / key
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
 

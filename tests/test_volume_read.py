@@ -12,6 +12,7 @@ import pytest
 import cloudvolume_lite as cvl
 from cloudvolume_lite.stores import Store, StoreRegistry
 from cloudvolume_lite.stores.local import LocalStore
+from golden import golden_copy
 from oracles import random_volume, ts_write
 
 
@@ -64,9 +65,8 @@ def test_url_forms(two_mips, form):
     np.testing.assert_array_equal(cvl.Volume(form.format(p=path))[...], t0)
 
 
-def test_scale_key_with_dotdot(tmp_path, rng):
-    truth = random_volume((20, 20, 8, 1), "uint16", rng)
-    ts_write(tmp_path / "data", truth, chunk=(8, 8, 8))
+def test_scale_key_with_dotdot(tmp_path):
+    _, truth = golden_copy("ts_raw_uint8", tmp_path / "data")
     (tmp_path / "meta").mkdir()
     info = json.loads((tmp_path / "data" / "info").read_text())
     info["scales"][0]["key"] = "../data/4_4_40"
@@ -74,18 +74,16 @@ def test_scale_key_with_dotdot(tmp_path, rng):
     np.testing.assert_array_equal(cvl.Volume(str(tmp_path / "meta"))[...], truth)
 
 
-def test_extra_chunk_sizes_use_the_first(tmp_path, rng):
-    truth = random_volume((20, 20, 8, 1), "uint8", rng)
-    ts_write(tmp_path / "v", truth, chunk=(8, 8, 8))
+def test_extra_chunk_sizes_use_the_first(tmp_path):
+    _, truth = golden_copy("ts_raw_uint8", tmp_path / "v")
     info = json.loads((tmp_path / "v" / "info").read_text())
     info["scales"][0]["chunk_sizes"].append([32, 32, 32])
     (tmp_path / "v" / "info").write_text(json.dumps(info))
     np.testing.assert_array_equal(cvl.Volume(str(tmp_path / "v"))[...], truth)
 
 
-def test_mem_store_shared_between_volumes(tmp_path, rng):
-    truth = random_volume((20, 20, 8, 1), "uint8", rng)
-    ts_write(tmp_path / "v", truth, chunk=(8, 8, 8))
+def test_mem_store_shared_between_volumes(tmp_path):
+    _, truth = golden_copy("ts_raw_uint8", tmp_path / "v")
     mem = StoreRegistry().open("mem://test_mem_shared/vol")
     src = LocalStore(cvl.stores.parse_url(str(tmp_path / "v")))
     for key in src.list():

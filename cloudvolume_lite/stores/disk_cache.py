@@ -212,6 +212,11 @@ class DiskCacheStore(Store):
     def lock(self, key: str) -> "ContextManager[None]":
         return self.inner.lock(key)
 
+    def create_exclusive(self, key: str, data: bytes) -> bool:
+        """The inner store's conditional create; the cached copy, if any, is dropped."""
+        self.cache.forget(self._file(key))
+        return self.inner.create_exclusive(key, data)
+
     @property
     def supports_writes(self) -> bool:
         return self.inner.supports_writes

@@ -159,6 +159,11 @@ class LRUStore(Store):
     def lock(self, key: str) -> "ContextManager[None]":
         return self.inner.lock(key)
 
+    def create_exclusive(self, key: str, data: bytes) -> bool:
+        """The inner store's conditional create; the cached copy, if any, is dropped."""
+        self.lru.discard(self._ns + key)
+        return self.inner.create_exclusive(key, data)
+
     @property
     def supports_writes(self) -> bool:
         return self.inner.supports_writes

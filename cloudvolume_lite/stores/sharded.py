@@ -300,7 +300,7 @@ class ShardedStore(Store):
 
     @property
     def supports_conditional_create(self) -> bool:
-        return self.inner.supports_conditional_create
+        return False  # chunks live inside shard files: there is no object to create alone
 
     def _with_url(self, url: StoreURL) -> "ShardedStore":
         return ShardedStore(self.inner._with_url(url), self.layout.scale)
