@@ -33,7 +33,7 @@ import hashlib
 import json
 import os
 import struct
-from typing import Any, Callable, Iterator, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Iterator, TypeVar
 from urllib.parse import quote
 
 import google.auth
@@ -60,6 +60,9 @@ from .retry import RetryPolicy, SharedClient, Transient, is_retryable_status, st
 from .streaming import FastGets
 from .retry import short as _short
 from .url import StoreURL
+
+if TYPE_CHECKING:
+    from ..runtime import Runtime
 
 T = TypeVar("T")
 _SCOPES = ("https://www.googleapis.com/auth/devstorage.read_write",)
@@ -234,8 +237,8 @@ def _fast_gets(client: storage.Client, parallel: int, retry: RetryPolicy) -> Fas
 
 
 def _hash_ok(body: bytes | bytearray, header: str) -> bool:
-    """Whether ``body`` matches the ``X-Goog-Hash`` header (crc32c preferred: it is ~20x
-    cheaper than md5 with the C extension). No hash given: nothing to check."""
+    """Whether ``body`` matches the ``X-Goog-Hash`` header (crc32c preferred: with the C
+    extension it is much cheaper than md5). No hash given: nothing to check."""
     hashes = dict(part.strip().split("=", 1) for part in header.split(",") if "=" in part)
     if "crc32c" in hashes and google_crc32c.implementation == "c":
         return base64.b64encode(struct.pack(">I", google_crc32c.value(bytes(body)))).decode() == hashes["crc32c"]
@@ -320,8 +323,8 @@ class GCSStore(NetworkStore):
     def _streaming(self) -> FastGets:
         return self._fast.get()
 
-    def _stream(self, fast: FastGets, keys: list[str], expected_bytes: int | None
-                ) -> Iterator[tuple[str, bytes | None]] | None:
+    def _stream(self, fast: FastGets, keys: list[str], expected_bytes: int | None,
+                runtime: "Runtime | None" = None) -> Iterator[tuple[str, bytes | None]] | None:
         """Whole objects as JSON-API media downloads with the SDK's credentials as a bearer
         token; a failure, a 5xx or a hash mismatch is done again by ``get`` through the SDK."""
         client = self._client.get()
@@ -337,7 +340,8 @@ class GCSStore(NetworkStore):
         def request(key: str) -> tuple[str, dict[str, str]]:
             return f"{prefix}{quote(self._name(key), safe='')}?alt=media{pays}", headers
 
-        return fast.stream(keys, request, self._finish, self.get, expected_bytes, describe=self.url.key_url)
+        return fast.stream(keys, request, self._finish, self.get, expected_bytes, describe=self.url.key_url,
+                           runtime=runtime)
 
     def _intact(self, answer: Reply) -> bool:
         return _hash_ok(answer.body, answer.headers.get("x-goog-hash", ""))

@@ -1,15 +1,15 @@
 """Many HTTP/1.1 GETs in flight from one thread: non-blocking keep-alive sockets and a selector.
 
-A thread per request costs ~0.8 ms of CPU per 256 KiB chunk once 32-64 threads fight over the
-GIL; this loop costs ~0.1 ms, so a full read over a high-latency link stays latency-bound
-instead of CPU-bound. It does only the common case: ``GET`` with a ``Content-Length`` answer.
+A thread per request spends most of its CPU fighting the others for the GIL once dozens are
+in flight; one loop over many sockets keeps a full read over a high-latency link
+latency-bound instead of CPU-bound (figures in docs/performance.md). It does only the common case: ``GET`` with a ``Content-Length`` answer.
 Anything else (a broken or silent connection, chunked framing, a malformed answer) comes back
 as a :class:`Failure`, and the caller does that request again the slow, careful way
 (:class:`~.http.HTTPStore`'s ``get``, with its retries, redirects and error messages).
 
 Bodies are received straight into one buffer each (``recv_into``), never joined from pieces,
-and the buffers are reused within a call: fresh 256 KiB buffers cost more in page faults
-(~90 us each) than the rest of the request. Idle connections are kept between calls; each call
+and the buffers are reused within a call: a fresh buffer per body costs more in page faults
+than the rest of the request. Idle connections are kept between calls; each call
 owns the connections it uses.
 
 How many requests are in flight adapts to the server (:class:`~.window.Window`): few at

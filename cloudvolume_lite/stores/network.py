@@ -137,9 +137,10 @@ class NetworkStore(Store):
     def _streaming(self) -> FastGets:
         """The store family's streaming gets (shared with its children)."""
 
-    def _stream(self, fast: FastGets, keys: list[str], expected_bytes: int | None
+    def _stream(self, fast: FastGets, keys: list[str], expected_bytes: int | None, runtime: Runtime | None = None
                 ) -> Iterator[tuple[str, bytes | None]] | None:
-        """The batch streamed through ``fast``, or None to leave it to the default batch."""
+        """The batch streamed through ``fast`` (its careful re-requests and finishing work on
+        ``runtime``'s fetch and cpu lanes), or None to leave it to the default batch."""
         return None
 
     def _intact(self, answer: Reply) -> bool:
@@ -185,7 +186,7 @@ class NetworkStore(Store):
         raised here); else the default batch."""
         keys = list(keys)
         fast = self._streaming()
-        batch = self._stream(fast, keys, expected_bytes) if fast.usable and len(keys) > 1 else None
+        batch = self._stream(fast, keys, expected_bytes, runtime) if fast.usable and len(keys) > 1 else None
         return super().iter_get(keys, expected_bytes, runtime) if batch is None else batch
 
 

@@ -30,7 +30,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from typing import Any, Callable, Iterator, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Iterator, TypeVar
 from urllib.parse import urlsplit
 
 import boto3
@@ -48,6 +48,9 @@ from .streaming import REDO, FastGets, Later
 from .retry import short as _short
 from .retry import RetryPolicy, SharedClient, Transient, check_span, is_retryable_status, status_error
 from .url import StoreURL
+
+if TYPE_CHECKING:
+    from ..runtime import Runtime
 
 T = TypeVar("T")
 _KEYS = frozenset({"endpoint_url", "aws_access_key_id", "aws_secret_access_key", "aws_session_token", "region_name",
@@ -210,8 +213,8 @@ class S3Store(NetworkStore):
     def _streaming(self) -> FastGets:
         return self._fast.get()
 
-    def _stream(self, fast: FastGets, keys: list[str], expected_bytes: int | None
-                ) -> Iterator[tuple[str, bytes | None]]:
+    def _stream(self, fast: FastGets, keys: list[str], expected_bytes: int | None,
+                runtime: "Runtime | None" = None) -> Iterator[tuple[str, bytes | None]]:
         """Whole objects as presigned GETs (botocore signs each URL, so endpoints, addressing,
         regions and session tokens are its business); the ETag check and decompression run on
         workers; a failure, a 5xx, a 403, a redirect or a mismatch is done again by ``get``."""
@@ -232,7 +235,7 @@ class S3Store(NetworkStore):
         def finish(key: str, answer: Reply) -> bytes | None | object:
             return REDO if key in strays else self._finish(key, answer)
 
-        return fast.stream(keys, request, finish, self.get, expected_bytes, describe=self.url.key_url)
+        return fast.stream(keys, request, finish, self.get, expected_bytes, describe=self.url.key_url, runtime=runtime)
 
     def _finish(self, key: str, answer: Reply) -> bytes | None | object:
         if answer.status == 404:

@@ -8,10 +8,13 @@ import os
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from typing import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator
 
 from ..errors import StoreError
 from .http_fetch import Failure, Fetcher, Reply
+
+if TYPE_CHECKING:
+    from ..runtime import Runtime
 
 #: what a ``finish`` function returns for an answer it cannot use: do that key the slow way
 REDO = object()
@@ -24,8 +27,7 @@ PAUSE = 60.0
 class Later:
     """What ``finish`` returns for work too slow for the fetching thread (decompressing, say):
     ``fn()`` runs on a worker and returns the bytes, ``None`` or :data:`REDO`. While the
-    fetching thread inflates one chunk, no other request moves: gzip'd raw chunks over HTTP
-    at 20 ms went from 242 to 304 MB/s when their decompression moved off it."""
+    fetching thread inflates one chunk, no other request moves."""
 
     __slots__ = ("fn",)
 
@@ -71,13 +73,15 @@ class FastGets:
                finish: Callable[[str, Reply], "bytes | None | object"], redo: Callable[[str], bytes | None],
                expected_bytes: int | None = None,
                redo_until: Callable[[str, float | None], bytes | None] | None = None,
-               describe: Callable[[str], str] | None = None) -> Iterator[tuple[str, bytes | None]]:
+               describe: Callable[[str], str] | None = None,
+               runtime: "Runtime | None" = None) -> Iterator[tuple[str, bytes | None]]:
         """``(key, data)`` for each key, as they finish; ``request(key)`` is its (path, headers).
 
         ``finish(key, reply)`` turns an answer into the object's bytes (``None``: absent),
         :data:`REDO` or a :class:`Later`; failures and REDOs go to ``redo(key)``, whose errors
         are raised here. ``finish`` must copy what it keeps: the reply's buffer is reused.
-        ``redo_until(key, until)``, when given, is used instead of ``redo`` and told when the
+        With a ``runtime``, the careful re-requests run on its ``fetch`` lane and the finishing
+        work on its ``cpu`` lane (else on lanes of this object's own). ``redo_until(key, until)``, when given, is used instead of ``redo`` and told when the
         key's time (the fetcher's ``deadline``, counted from its first try) runs out. A key
         that ran out of time on the fetcher is a :class:`StoreError` naming ``describe(key)``.
 
@@ -97,15 +101,18 @@ class FastGets:
             sent[key] = time.monotonic()
             return (key, *request(key))
 
+        slow = (lambda: runtime.lane("fetch")) if runtime is not None else self._slow_lane
+        work = (lambda: runtime.lane("cpu")) if runtime is not None else self._work_lane
+
         def again(key: str) -> Future:
             if redo_until is None:
-                return self._slow_lane().submit(redo, key)
+                return slow().submit(redo, key)
             until = None if deadline is None else sent.get(key, time.monotonic()) + deadline
-            return self._slow_lane().submit(redo_until, key, until)
+            return slow().submit(redo_until, key, until)
 
         def settle(key: str, value: object) -> Iterator[tuple[str, bytes | None]]:
             if isinstance(value, Later):
-                pending[self._work_lane().submit(value.fn)] = (key, False)
+                pending[work().submit(value.fn)] = (key, False)
             elif value is REDO:
                 self._count("redone")
                 tally[1] += 1
