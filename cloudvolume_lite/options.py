@@ -25,6 +25,15 @@ def check_parallel(parallel: Any) -> int | None:
     return int(parallel)
 
 
+def check_decode_threads(value: Any) -> int | None:
+    """``decode_threads``: threads for CPU-bound work (decoding, decompressing); None: one per core."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or int(value) < 1:
+        raise RequestError(f"decode_threads must be a whole number >= 1, or None for one per core; got {value!r}")
+    return int(value)
+
+
 def with_timeout(retry: RetryPolicy | None, timeout: Any) -> RetryPolicy | None:
     """The retry policy with ``timeout`` (seconds one request may take in all) as its deadline."""
     if retry is not None and not isinstance(retry, RetryPolicy):
@@ -49,4 +58,4 @@ def store_options(secrets: Any, parallel: int | None, retry: RetryPolicy | None)
     return opts
 
 
-__all__ = ["check_parallel", "store_options", "with_timeout"]
+__all__ = ["check_decode_threads", "check_parallel", "store_options", "with_timeout"]

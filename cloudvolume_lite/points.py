@@ -3,16 +3,16 @@ as far as the points need."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from .codecs import ChunkSpec, get_codec
 from .errors import ChunkNotFoundError, OutOfBoundsError, RequestError
-from .read import SMALL_READ
-
-if TYPE_CHECKING:
-    from .volume import Volume
+from .info import Scale
+from .read import SMALL_READ, ReadOptions
+from .runtime import Runtime
+from .stores import Store
 
 
 def as_points(points: Any) -> np.ndarray:
@@ -30,15 +30,15 @@ def as_points(points: Any) -> np.ndarray:
     return pts.astype(np.int64)
 
 
-def read_points(vol: "Volume", points: Any, m: int) -> np.ndarray:
-    """What :meth:`Volume.scattered_points` returns, at mip index ``m``."""
-    scale = vol.info.scales[m]
+def read_points(rt: Runtime, scale: Scale, store: Store, points: Any, opts: ReadOptions, m: int) -> np.ndarray:
+    """What :meth:`Volume.scattered_points` returns: the values at ``points`` of ``scale`` (mip
+    index ``m``, for messages), read from ``store`` as ``opts`` says."""
     pts = as_points(points)
-    nc = vol.num_channels
-    out = np.zeros((len(pts), nc), dtype=vol.dtype)
+    nc = opts.num_channels
+    out = np.zeros((len(pts), nc), dtype=opts.dtype)
     lo, hi = np.asarray(scale.bounds.minpt), np.asarray(scale.bounds.maxpt)
     inside = np.all((pts >= lo) & (pts < hi), axis=1)
-    if not inside.all() and vol.bounded:
+    if not inside.all() and opts.bounded:
         bad = pts[~inside]
         raise OutOfBoundsError(
             f"{len(bad)} of {len(pts)} points lie outside the bounds {scale.bounds} at mip {m}, "
@@ -49,7 +49,6 @@ def read_points(vol: "Volume", points: Any, m: int) -> np.ndarray:
     codec = get_codec(scale.encoding)
     partial = getattr(codec, "decode_points", None)
     by_range = getattr(codec, "point_ranges", None)
-    store = vol.chunk_store(m)
     chunk = np.asarray(scale.chunk_size)
     grid = np.asarray(scale.grid_size)
     idx_inside = np.flatnonzero(inside)
@@ -65,12 +64,12 @@ def read_points(vol: "Volume", points: Any, m: int) -> np.ndarray:
         cell = tuple(int(v) for v in cells[order[bounds_[i]]])
         name = scale.chunk_name(cell)
         cb = scale.chunk_bbox(cell)
-        spec = ChunkSpec((*cb.size, nc), vol.dtype, scale, store.url.key_url(name))  # type: ignore[arg-type]
+        spec = ChunkSpec((*cb.size, nc), opts.dtype, scale, store.url.key_url(name))  # type: ignore[arg-type]
         return sel, spec, name, pts[sel] - np.asarray(cb.minpt)
 
     def fill(sel: np.ndarray, spec: ChunkSpec, name: str, local: np.ndarray, data: bytes | None) -> None:
         if data is None:
-            if not vol.fill_missing:
+            if not opts.fill_missing:
                 raise ChunkNotFoundError(
                     f"chunk {spec.key} is missing (needed for {len(sel)} points at mip {m}); "
                     "pass fill_missing=True to read missing chunks as zeros"
@@ -96,7 +95,6 @@ def read_points(vol: "Volume", points: Any, m: int) -> np.ndarray:
         else:
             out[sel] = codec.points_from_ranges(parts, spec, len(sel))
 
-    rt = vol.runtime
     small = not store.latency_bound and len(uniq) <= SMALL_READ  # waking another thread costs more
     if by_bytes:
         width = rt.parallel if store.latency_bound else rt.workers_for_cpu

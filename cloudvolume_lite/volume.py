@@ -18,8 +18,8 @@ from .read import read as read_chunks
 from .runtime import Runtime
 from . import create as _create
 from . import writer as _writer
-from .writer import DEFAULT_COMPRESSION, ZeroPolicy
-from .options import check_parallel, store_options, with_timeout
+from .writer import DEFAULT_COMPRESSION, WriteOptions, ZeroPolicy
+from .options import check_decode_threads, check_parallel, store_options, with_timeout
 from .stores import Store, StoreRegistry
 from .stores.retry import RetryPolicy
 
@@ -53,11 +53,13 @@ class Volume:
         locking: bool = False,
         retry: RetryPolicy | None = None,
         timeout: float | None = None,
+        decode_threads: int | None = None,
     ):
         self._args = dict(
             url=url, fill_missing=fill_missing, bounded=bounded, lru_bytes=lru_bytes, cache=cache,
             cache_bytes=cache_bytes, parallel=check_parallel(parallel), progress=progress, secrets=secrets,
             stores=stores, compress=compress, locking=locking, retry=with_timeout(retry, timeout),
+            decode_threads=check_decode_threads(decode_threads),
         )
         self._setup(mip, info=None)
 
@@ -310,8 +312,20 @@ class Volume:
         """
         return _create.from_numpy(cls, array, url, **create_options)
 
+    @property
+    def write_options(self) -> WriteOptions:
+        """What a write to this Volume needs besides the chunks (see :mod:`cloudvolume_lite.writer`)."""
+        return WriteOptions(self.dtype, self.num_channels, self.locking, self.compress)
+
+    def _write(self, key: Any, array: Any, mip: int, zero_chunks: ZeroPolicy = "write") -> None:
+        store = self.chunk_store(mip)
+        # under a lock, read what is stored now, not what this process's caches remember
+        reader = self.uncached_store(mip) if self.locking else store
+        _writer.write(self.runtime, self._info.scales[mip], store, reader, key, array, self.write_options, mip,
+                      zero_chunks)
+
     def __setitem__(self, key: Any, array: Any) -> None:
-        _writer.write(self, key, array, self._mip)
+        self._write(key, array, self._mip)
 
     def upload(self, bbox: Any, array: Any, mip: int | Sequence[float] | None = None,
                zero_chunks: ZeroPolicy = "write") -> None:
@@ -320,15 +334,17 @@ class Volume:
         ``zero_chunks``: ``"write"`` every chunk, ``"skip"`` chunks that end up all zero, or
         ``"delete"`` them (a missing chunk reads as zeros with ``fill_missing=True``).
         """
-        _writer.write(self, bbox, array, self._mip_index(mip), zero_chunks)
+        self._write(bbox, array, self._mip_index(mip), zero_chunks)
 
     def delete(self, bbox: Any, mip: int | Sequence[float] | None = None) -> None:
         """Remove the chunks of a chunk-aligned ``bbox``."""
-        _writer.delete(self, bbox, self._mip_index(mip))
+        m = self._mip_index(mip)
+        _writer.delete(self.runtime, self._info.scales[m], self.chunk_store(m), bbox, self.num_channels)
 
     def exists(self, bbox: Any, mip: int | Sequence[float] | None = None) -> float:
         """Fraction (0..1) of the chunks ``bbox`` touches that are present."""
-        return _writer.exists(self, bbox, self._mip_index(mip))
+        m = self._mip_index(mip)
+        return _writer.exists(self.runtime, self._info.scales[m], self.chunk_store(m), bbox, self.num_channels)
 
     def add_scale(self, factor: Sequence[int], chunk_size: Sequence[int] | None = None,
                   encoding: str | None = None, *, from_mip: int | None = None,
@@ -387,7 +403,8 @@ class Volume:
         """
         from .points import read_points
 
-        return read_points(self, points, self._mip_index(mip))
+        m = self._mip_index(mip)
+        return read_points(self.runtime, self._info.scales[m], self.chunk_store(m), points, self.read_options, m)
 
     # -- analysis ----------------------------------------------------------------------------------
     def download_point(self, pt: Sequence[float], size: int | Sequence[int] = 256,

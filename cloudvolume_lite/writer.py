@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import numpy as np
 
@@ -12,10 +13,9 @@ from .codecs import ChunkSpec, get_codec
 from .errors import OutOfBoundsError, RequestError
 from .info import Scale
 from .progress import tracked
+from .runtime import Runtime
 from .sharding import ShardLayout
-
-if TYPE_CHECKING:
-    from .volume import Volume
+from .stores import Store
 
 ZeroPolicy = Literal["write", "skip", "delete"]
 _IMAGE_CODECS = ("jpeg", "png", "jxl")
@@ -32,13 +32,24 @@ class DefaultCompression(str):
 DEFAULT_COMPRESSION = DefaultCompression("gzip")
 
 
-def transport_encoding(vol: "Volume", scale: Scale) -> str | None:
-    """The transport compression for chunks written to ``scale``."""
+@dataclass(frozen=True)
+class WriteOptions:
+    """What a write needs to know besides the chunks: the data type and channels, whether
+    writers lock around read-modify-write, and the transport compression asked for."""
+
+    dtype: np.dtype
+    num_channels: int
+    locking: bool = False
+    compress: str | None = DEFAULT_COMPRESSION
+
+
+def transport_encoding(opts: WriteOptions, scale: Scale, store: Store) -> str | None:
+    """The transport compression for chunks written to ``scale`` in ``store``."""
     if scale.encoding in _IMAGE_CODECS or scale.sharding is not None:
         return None  # images are compressed already; shards carry data_encoding instead
-    setting = vol.compress
+    setting = opts.compress
     if isinstance(setting, DefaultCompression):
-        return None if vol.store.url.scheme == "file" else "gzip"
+        return None if store.url.scheme == "file" else "gzip"
     return compression.normalize(setting)
 
 
@@ -73,25 +84,23 @@ def groups_of_cells(scale: Scale, cells: list[tuple[int, int, int]]) -> list[lis
     return list(groups.values())
 
 
-def write(vol: "Volume", key: Any, array: Any, mip: int, zero_chunks: ZeroPolicy = "write") -> None:
-    """``vol[key] = array`` at ``mip``."""
+def write(rt: Runtime, scale: Scale, store: Store, reader: Store, key: Any, array: Any, opts: WriteOptions,
+          mip: int, zero_chunks: ZeroPolicy = "write") -> None:
+    """``vol[key] = array`` at ``scale`` (mip index ``mip``, for messages): chunks go to
+    ``store``; partial chunks are read from ``reader`` (the uncached store when locking)."""
     if zero_chunks not in ("write", "skip", "delete"):
         raise RequestError(f"zero_chunks must be 'write', 'skip' or 'delete', got {zero_chunks!r}")
-    scale = vol.scales[mip]
-    req = normalize_key(key, scale.bounds, vol.num_channels)
+    req = normalize_key(key, scale.bounds, opts.num_channels)
     if req.steps != (1, 1, 1):
         raise RequestError(f"writes cannot use steps, got {req.steps}; write a contiguous region")
     if not scale.bounds.contains_bbox(req.bbox):
         raise OutOfBoundsError(f"cannot write {req.bbox} at mip {mip}: it reaches outside the volume's bounds {scale.bounds}")
-    arr = _as_array(array, req, vol.dtype)
+    arr = _as_array(array, req, opts.dtype)
     if req.bbox.empty:
         return
     codec = get_codec(scale.encoding)
-    store = vol.chunk_store(mip)
-    # under a lock, read what is stored now, not what this process's caches remember
-    reader = vol.uncached_store(mip) if vol.locking else store
-    enc = transport_encoding(vol, scale)
-    nc = vol.num_channels
+    enc = transport_encoding(opts, scale, store)
+    nc = opts.num_channels
     all_channels = req.channels == slice(0, nc, 1)
 
     def chunk_bytes(cell: tuple[int, int, int]) -> bytes | None | bool:
@@ -100,12 +109,12 @@ def write(vol: "Volume", key: Any, array: Any, mip: int, zero_chunks: ZeroPolicy
         inter = cb.intersection(req.bbox)
         src = tuple(slice(l - r, h - r) for l, h, r in zip(inter.minpt, inter.maxpt, req.bbox.minpt))
         name = scale.chunk_name(cell)
-        spec = ChunkSpec((*cb.size, nc), vol.dtype, scale, store.url.key_url(name))  # type: ignore[arg-type]
+        spec = ChunkSpec((*cb.size, nc), opts.dtype, scale, store.url.key_url(name))  # type: ignore[arg-type]
         if inter == cb and all_channels:
             data = arr[src]
         else:  # read-modify-write: keep the voxels this write does not cover
             old = reader.get(name)
-            data = np.zeros(spec.shape, vol.dtype, order="F") if old is None else np.array(codec.decode(old, spec), order="F")
+            data = np.zeros(spec.shape, opts.dtype, order="F") if old is None else np.array(codec.decode(old, spec), order="F")
             dst = tuple(slice(l - c, h - c) for l, h, c in zip(inter.minpt, inter.maxpt, cb.minpt))
             data[(*dst, req.channels)] = arr[src]
         if zero_chunks != "write" and not np.any(data):
@@ -113,7 +122,7 @@ def write(vol: "Volume", key: Any, array: Any, mip: int, zero_chunks: ZeroPolicy
         return compression.compress(codec.encode(data, spec), enc)
 
     def one_group(cells: list[tuple[int, int, int]]) -> None:
-        if not vol.locking:
+        if not opts.locking:
             return write_group(cells)
         with store.lock(scale.chunk_name(cells[0])):  # the chunk, or its whole shard
             return write_group(cells)
@@ -128,18 +137,17 @@ def write(vol: "Volume", key: Any, array: Any, mip: int, zero_chunks: ZeroPolicy
             store.put_many(items, content_encoding=enc, content_type=_content_type(scale))
 
     groups = groups_of_cells(scale, list(scale.cells(req.bbox)))
-    with tracked(one_group, len(groups), "cvl write", vol.runtime.progress) as fn:
-        vol.runtime.run(fn, groups, vol.parallel)
+    with tracked(one_group, len(groups), "cvl write", rt.progress) as fn:
+        rt.run(fn, groups, rt.parallel)
 
 
 def _content_type(scale: Scale) -> str:
     return {"jpeg": "image/jpeg", "png": "image/png"}.get(scale.encoding, "application/octet-stream")
 
 
-def delete(vol: "Volume", bbox: Bbox | Any, mip: int) -> None:
-    """Remove every chunk inside ``bbox``, which must be chunk-aligned."""
-    scale = vol.scales[mip]
-    req = normalize_key(bbox, scale.bounds, vol.num_channels)
+def delete(rt: Runtime, scale: Scale, store: Store, bbox: Bbox | Any, num_channels: int) -> None:
+    """Remove every chunk of ``scale`` inside ``bbox``, which must be chunk-aligned."""
+    req = normalize_key(bbox, scale.bounds, num_channels)
     if not scale.bounds.contains_bbox(req.bbox):
         raise OutOfBoundsError(f"cannot delete {req.bbox}: it reaches outside the bounds {scale.bounds}")
     if not scale.is_aligned(req.bbox):
@@ -147,23 +155,20 @@ def delete(vol: "Volume", bbox: Bbox | Any, mip: int) -> None:
             f"delete needs a chunk-aligned box; {req.bbox} is not aligned to chunks of {scale.chunk_size} "
             f"starting at {scale.voxel_offset}. Write zeros to clear part of a chunk instead"
         )
-    store = vol.chunk_store(mip)
     groups = groups_of_cells(scale, list(scale.cells(req.bbox)))
-    vol.runtime.run(lambda cells: store.put_many({scale.chunk_name(c): None for c in cells}), groups, vol.parallel)
+    rt.run(lambda cells: store.put_many({scale.chunk_name(c): None for c in cells}), groups, rt.parallel)
 
 
-def exists(vol: "Volume", bbox: Bbox | Any, mip: int) -> float:
-    """Fraction of the chunks ``bbox`` touches that are present."""
-    scale = vol.scales[mip]
-    req = normalize_key(bbox, scale.bounds, vol.num_channels)
+def exists(rt: Runtime, scale: Scale, store: Store, bbox: Bbox | Any, num_channels: int) -> float:
+    """Fraction of the chunks of ``scale`` that ``bbox`` touches that are present."""
+    req = normalize_key(bbox, scale.bounds, num_channels)
     cells = list(scale.cells(req.bbox.intersection(scale.bounds)))
     if not cells:
         return 0.0
-    store = vol.chunk_store(mip)
     found = [False] * len(cells)
 
     def one(i: int) -> None:
         found[i] = store.exists(scale.chunk_name(cells[i]))
 
-    vol.runtime.run(one, range(len(cells)), vol.parallel)
+    rt.run(one, range(len(cells)), rt.parallel)
     return sum(found) / len(found)
