@@ -168,6 +168,38 @@ class Store(ABC):
         return f"{type(self).__name__}({str(self.url)!r})"
 
 
+class WrapperStore(Store):
+    """A store over a store (the caches, sharding): it takes the inner store's URL, its
+    parallelism and its capabilities, and closes it; subclasses change only what they add."""
+
+    def __init__(self, inner: Store):
+        super().__init__(inner.url)
+        self.inner = inner
+        self.default_parallel = inner.default_parallel
+        self.latency_bound = inner.latency_bound
+
+    @property
+    def supports_writes(self) -> bool:
+        return self.inner.supports_writes
+
+    @property
+    def supports_listing(self) -> bool:
+        return self.inner.supports_listing
+
+    @property
+    def supports_conditional_create(self) -> bool:
+        return self.inner.supports_conditional_create
+
+    def list(self, prefix: str = "") -> Iterator[str]:
+        return self.inner.list(prefix)
+
+    def lock(self, key: str) -> ContextManager[None]:
+        return self.inner.lock(key)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
 def iter_through_cache(keys: Iterable[str], lookup: Callable[[str], bytes | None], keep: Callable[[str, bytes], None],
                        inner: Store, expected_bytes: int | None, runtime: "Runtime | None" = None,
                        get: Callable[[str], bytes | None] | None = None) -> Iterator[tuple[str, bytes | None]]:

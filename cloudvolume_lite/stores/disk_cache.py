@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING
 import os
 import threading
 from collections import OrderedDict
-from typing import ContextManager, Iterable, Iterator, Mapping
+from typing import Iterable, Iterator, Mapping
 
 from ..errors import RequestError
-from .base import ByteRange, Store, check_key, iter_through_cache
+from .base import ByteRange, Store, WrapperStore, check_key, iter_through_cache
 from .local import _TMP_MARK, atomic_write
 from .url import StoreURL
 
@@ -142,15 +142,12 @@ def _unlink(path: str) -> None:
         pass
 
 
-class DiskCacheStore(Store):
+class DiskCacheStore(WrapperStore):
     """Whole-object gets are served from disk when present, else fetched and kept."""
 
     def __init__(self, inner: Store, cache: DiskCache):
-        super().__init__(inner.url)
-        self.inner = inner
+        super().__init__(inner)
         self.cache = cache
-        self.default_parallel = inner.default_parallel
-        self.latency_bound = inner.latency_bound
         self.dir = cache.dir_for(inner.url)
 
     def _file(self, key: str) -> str:
@@ -206,34 +203,14 @@ class DiskCacheStore(Store):
     def exists(self, key: str) -> bool:
         return os.path.isfile(self._file(key)) or self.inner.exists(key)
 
-    def list(self, prefix: str = "") -> Iterator[str]:
-        return self.inner.list(prefix)
-
-    def lock(self, key: str) -> "ContextManager[None]":
-        return self.inner.lock(key)
-
     def create_exclusive(self, key: str, data: bytes) -> bool:
         """The inner store's conditional create; the cached copy, if any, is dropped."""
         self.cache.forget(self._file(key))
         return self.inner.create_exclusive(key, data)
 
-    @property
-    def supports_writes(self) -> bool:
-        return self.inner.supports_writes
-
-    @property
-    def supports_listing(self) -> bool:
-        return self.inner.supports_listing
-
-    @property
-    def supports_conditional_create(self) -> bool:
-        return self.inner.supports_conditional_create
-
     def _with_url(self, url: StoreURL) -> "DiskCacheStore":
         return DiskCacheStore(self.inner._with_url(url), self.cache)
 
-    def close(self) -> None:
-        self.inner.close()
 
 
 class VolumeCache:

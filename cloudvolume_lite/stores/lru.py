@@ -6,11 +6,11 @@ from typing import TYPE_CHECKING
 
 import threading
 from concurrent.futures import Future
-from typing import Any, Callable, ContextManager, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from cachetools import LRUCache
 
-from .base import ByteRange, Store, iter_through_cache
+from .base import ByteRange, Store, WrapperStore, iter_through_cache
 from .url import StoreURL
 
 if TYPE_CHECKING:
@@ -104,15 +104,12 @@ class ChunkLRU:
                 self._loading.pop(key, None)
 
 
-class LRUStore(Store):
+class LRUStore(WrapperStore):
     """Serves whole-object gets from a :class:`ChunkLRU`; ranges and writes pass through."""
 
     def __init__(self, inner: Store, lru: ChunkLRU, namespace: str | None = None):
-        super().__init__(inner.url)
-        self.inner = inner
+        super().__init__(inner)
         self.lru = lru
-        self.default_parallel = inner.default_parallel
-        self.latency_bound = inner.latency_bound
         self._ns = (namespace if namespace is not None else str(inner.url)) + "/"
 
     def get(self, key: str, byte_range: ByteRange | None = None) -> bytes | None:
@@ -153,31 +150,10 @@ class LRUStore(Store):
     def exists(self, key: str) -> bool:
         return self.lru.get(self._ns + key) is not None or self.inner.exists(key)
 
-    def list(self, prefix: str = "") -> Iterator[str]:
-        return self.inner.list(prefix)
-
-    def lock(self, key: str) -> "ContextManager[None]":
-        return self.inner.lock(key)
-
     def create_exclusive(self, key: str, data: bytes) -> bool:
         """The inner store's conditional create; the cached copy, if any, is dropped."""
         self.lru.discard(self._ns + key)
         return self.inner.create_exclusive(key, data)
 
-    @property
-    def supports_writes(self) -> bool:
-        return self.inner.supports_writes
-
-    @property
-    def supports_listing(self) -> bool:
-        return self.inner.supports_listing
-
-    @property
-    def supports_conditional_create(self) -> bool:
-        return self.inner.supports_conditional_create
-
     def _with_url(self, url: StoreURL) -> "LRUStore":
         return LRUStore(self.inner._with_url(url), self.lru)
-
-    def close(self) -> None:
-        self.inner.close()

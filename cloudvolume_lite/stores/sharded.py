@@ -16,7 +16,7 @@ from .. import compression
 from ..errors import DecodeError, RequestError
 from ..info import Scale
 from ..sharding import ShardLayout, morton_decode
-from .base import ByteRange, Store
+from .base import ByteRange, Store, WrapperStore
 from .batch import Groups
 from .lru import ChunkLRU
 from .shard_index import MAX_RANGE, MinishardIndex, ShardIndex, build_shard, parse_minishard_index
@@ -29,17 +29,14 @@ _WHOLE_INDEX_LIMIT = 1 << 16  # read a shard's whole index when it is at most th
 #: chunks of one shard read as one group of a batch, at most
 GROUP_MOST = 512
 
-class ShardedStore(Store):
+class ShardedStore(WrapperStore):
     """Chunks of one sharded scale, addressed by their unsharded chunk names."""
 
     def __init__(self, inner: Store, scale: Scale, index_cache_bytes: int = 64 << 20):
         if scale.sharding is None:
             raise RequestError(f"scale {scale.key} is not sharded")
-        super().__init__(inner.url)
-        self.inner = inner
+        super().__init__(inner)
         self.layout = ShardLayout(scale.sharding, scale)
-        self.default_parallel = inner.default_parallel
-        self.latency_bound = inner.latency_bound
         self._indices = ChunkLRU(index_cache_bytes, sizeof=lambda v: getattr(v, "nbytes", 64))
 
     def _where(self, shard: int) -> str:
@@ -291,19 +288,8 @@ class ShardedStore(Store):
                     yield cname
 
     @property
-    def supports_writes(self) -> bool:
-        return self.inner.supports_writes
-
-    @property
-    def supports_listing(self) -> bool:
-        return self.inner.supports_listing
-
-    @property
     def supports_conditional_create(self) -> bool:
         return False  # chunks live inside shard files: there is no object to create alone
 
     def _with_url(self, url: StoreURL) -> "ShardedStore":
         return ShardedStore(self.inner._with_url(url), self.layout.scale)
-
-    def close(self) -> None:
-        self.inner.close()
