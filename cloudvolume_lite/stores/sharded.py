@@ -174,21 +174,31 @@ class ShardedStore(WrapperStore):
         keys = list(keys)
         if not self.inner.latency_bound or len(keys) < 2:
             return super().iter_get(keys, expected_bytes, runtime)
+        where = self._locations(keys)
         by_shard: dict[int, list[str]] = {}
         for key in keys:
-            by_shard.setdefault(self._chunk_location(key)[1], []).append(key)
+            by_shard.setdefault(where[key][1], []).append(key)
         groups = [g[i : i + GROUP_MOST] for g in by_shard.values() for i in range(0, len(g), GROUP_MOST)]
-        return Groups(self._fetch_group, groups, 1 if runtime is None else runtime.parallel)
+        return Groups(lambda group: self._fetch_group(group, where), groups, 1 if runtime is None else runtime.parallel)
 
-    def _fetch_group(self, keys: Sequence[str]) -> dict[str, bytes | None]:
+    def _locations(self, keys: Sequence[str]) -> dict[str, tuple[int, int, int]]:
+        """(chunk id, shard, minishard) of every key, the hashing done for all of them at once."""
+        cells = np.array([self.layout.cell_of(k) for k in keys], dtype=np.int64).reshape(-1, 3)
+        cids = self.layout.chunk_ids(cells)
+        shards, minis = self.layout.locate(cids)
+        return {k: (int(c), int(s), int(m)) for k, c, s, m in zip(keys, cids.tolist(), shards.tolist(), minis.tolist())}
+
+    def _fetch_group(self, keys: Sequence[str], where: Mapping[str, tuple[int, int, int]] | None = None
+                     ) -> dict[str, bytes | None]:
         """Chunks of one shard with few requests: when they are most of it (and it is not
         huge), one read of the whole file; otherwise their ranges go to the inner store's
         ``get_ranges`` in one call, which network stores coalesce (neighbouring chunks, less than
         256 KiB apart, come back in one request)."""
         out: dict[str, bytes | None] = {}
         by_shard: dict[int, list[tuple[str, int, int]]] = {}
+        where = self._locations(keys) if where is None else where
         for key in keys:
-            cid, shard, mini = self._chunk_location(key)
+            cid, shard, mini = where[key]
             by_shard.setdefault(shard, []).append((key, cid, mini))
         for shard, members in by_shard.items():
             try:
