@@ -16,7 +16,7 @@ from cloudvolume_lite.stores.lru import ChunkLRU
 from cloudvolume_lite.stores.disk_cache import DiskCache
 from cloudvolume_lite.stores import StoreRegistry, StoreURL
 from cloudvolume_lite.stores.local import LocalStore
-from oracles import random_volume, ts_write
+from oracles import random_volume, fixture_write
 
 
 class SlowCountingStore(LocalStore):
@@ -41,7 +41,7 @@ class SlowCountingStore(LocalStore):
 @pytest.fixture
 def counted(tmp_path, rng):
     truth = random_volume((64, 64, 32, 1), "uint16", rng)
-    ts_write(tmp_path / "v", truth, chunk=(16, 16, 16))
+    fixture_write(tmp_path / "v", truth, chunk=(16, 16, 16))
     counts: dict[str, int] = {}
     reg = StoreRegistry().with_scheme(
         "slow", lambda url, **_: SlowCountingStore(StoreURL("file", "", str(tmp_path / "v")), counts)

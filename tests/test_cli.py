@@ -11,7 +11,7 @@ import pytest
 
 import cloudvolume_lite as cvl
 from cloudvolume_lite.cli import main
-from oracles import random_volume, ts_write
+from oracles import random_volume, fixture_write
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
@@ -21,7 +21,7 @@ def run(*args: str) -> subprocess.CompletedProcess:
 @pytest.fixture
 def sample(tmp_path, rng):
     truth = random_volume((40, 30, 12, 1), "uint64", rng, labels=20)
-    url = ts_write(tmp_path / "seg", truth, offset=(0, 0, 0), chunk=(16, 16, 8), encoding="compressed_segmentation")
+    url = fixture_write(tmp_path / "seg", truth, offset=(0, 0, 0), chunk=(16, 16, 8), encoding="compressed_segmentation")
     return url, truth
 
 
@@ -88,7 +88,7 @@ def test_cp_resumes_after_interruption(tmp_path, rng):
     from cloudvolume_lite import transfer
 
     truth = random_volume((64, 64, 64, 1), "uint8", rng)
-    src = ts_write(tmp_path / "src", truth, chunk=(16, 16, 16))
+    src = fixture_write(tmp_path / "src", truth, chunk=(16, 16, 16))
     dst = "file://" + str(tmp_path / "dst")
     seen = []
 

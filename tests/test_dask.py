@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import cloudvolume_lite as cvl
-from oracles import random_volume, ts_write
+from oracles import random_volume, fixture_write
 
 da = pytest.importorskip("dask.array")
 
@@ -26,7 +26,7 @@ def client():
 
 def test_to_dask_on_cluster_equals_direct_read(tmp_path, rng, client):
     truth = random_volume((70, 50, 20, 2), "uint16", rng)
-    url = ts_write(tmp_path / "v", truth, offset=(-5, 3, 1), chunk=(16, 16, 8))
+    url = fixture_write(tmp_path / "v", truth, offset=(-5, 3, 1), chunk=(16, 16, 8))
     vol = cvl.Volume(url)
     arr = vol.to_dask()
     assert arr.shape == (70, 50, 20, 2) and arr.chunks[0] == (16, 16, 16, 16, 6)
@@ -43,7 +43,7 @@ def test_to_dask_sharded_blocks_are_shards(tmp_path, rng, client):
     truth = random_volume((64, 64, 16, 1), "uint64", rng, labels=30)
     sharding = dict(preshift_bits=2, hash="identity", minishard_bits=2, shard_bits=4,
                     minishard_index_encoding="gzip", data_encoding="gzip")
-    url = ts_write(tmp_path / "v", truth, chunk=(8, 8, 8), encoding="compressed_segmentation", sharding=sharding)
+    url = fixture_write(tmp_path / "v", truth, chunk=(8, 8, 8), encoding="compressed_segmentation", sharding=sharding)
     arr = cvl.Volume(url).to_dask()
     # grid 8x8x2 -> Morton bits x,y,z,x for the 4 within-shard bits: 4x2x2 chunks per shard
     assert arr.chunks[:3] == ((32, 32), (16, 16, 16, 16), (16,))

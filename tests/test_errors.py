@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 
 import cloudvolume_lite as cvl
-from oracles import random_volume, ts_write
+from oracles import random_volume, fixture_write
 
 
 @pytest.fixture
 def small(tmp_path, rng):
     truth = random_volume((40, 30, 20, 1), "uint16", rng)
-    url = ts_write(tmp_path / "v", truth, offset=(10, -5, 0), chunk=(16, 16, 8))
+    url = fixture_write(tmp_path / "v", truth, offset=(10, -5, 0), chunk=(16, 16, 8))
     return url, truth, tmp_path / "v"
 
 

@@ -18,7 +18,7 @@ import cloudvolume_lite as cvl
 from cloudvolume_lite.stores import StoreRegistry
 from cloudvolume_lite.stores.retry import RetryPolicy
 from cloudvolume_lite.stores.s3 import S3Store
-from oracles import random_volume, ts_write
+from oracles import random_volume, fixture_write
 
 
 class FaultProxy(ThreadingHTTPServer):
@@ -123,7 +123,7 @@ SHARDING = dict(preshift_bits=1, hash="murmurhash3_x86_128", minishard_bits=2, s
 def s3_volume(request, tmp_path, s3_client, s3_bucket, rng):
     request.node.sharded = request.param == "sharded"
     truth = random_volume((64, 48, 24, 1), "uint16", rng)
-    ts_write(tmp_path / "v", truth, chunk=(16, 16, 8), sharding=SHARDING if request.param == "sharded" else None)
+    fixture_write(tmp_path / "v", truth, chunk=(16, 16, 8), sharding=SHARDING if request.param == "sharded" else None)
     for path in (tmp_path / "v").rglob("*"):
         if path.is_file():
             s3_client.put_object(Bucket=s3_bucket, Key=f"v/{path.relative_to(tmp_path / 'v')}", Body=path.read_bytes())
@@ -175,7 +175,7 @@ def test_flipped_bytes_in_ranged_reads_are_caught_or_harmless(s3_endpoint, s3_cl
     """S3 sends no checksum with a byte range. With gzip inside the shards (data and indices),
     a flipped byte is caught (CRC) and re-read; the answer is exact or a DecodeError naming the shard."""
     truth = random_volume((64, 48, 24, 1), "uint16", rng)
-    ts_write(tmp_path / "v", truth, chunk=(16, 16, 8), sharding=SHARDING)
+    fixture_write(tmp_path / "v", truth, chunk=(16, 16, 8), sharding=SHARDING)
     for path in (tmp_path / "v").rglob("*"):
         if path.is_file():
             s3_client.put_object(Bucket=s3_bucket, Key=f"v/{path.relative_to(tmp_path / 'v')}", Body=path.read_bytes())

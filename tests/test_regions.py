@@ -12,7 +12,7 @@ import cloudvolume_lite as cvl
 from cloudvolume_lite.stores import StoreRegistry, StoreURL
 from cloudvolume_lite.stores.local import LocalStore
 from golden import golden_copy
-from oracles import random_volume, ts_write
+from oracles import random_volume, fixture_write
 
 
 @pytest.fixture
@@ -84,7 +84,7 @@ class SlowStore(LocalStore):
 
 def test_prefetch_is_bounded_and_chunks_fetched_once(tmp_path, rng):
     truth = random_volume((64, 64, 16, 1), "uint8", rng)
-    ts_write(tmp_path / "v", truth, chunk=(16, 16, 16))
+    fixture_write(tmp_path / "v", truth, chunk=(16, 16, 16))
     state = {"lock": threading.Lock(), "gets": 0}
     reg = StoreRegistry().with_scheme("slow", lambda url, **_: SlowStore(StoreURL("file", "", str(tmp_path / "v")), state))
     vol = cvl.Volume("slow://x/v", stores=reg)

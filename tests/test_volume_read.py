@@ -13,15 +13,15 @@ import cloudvolume_lite as cvl
 from cloudvolume_lite.stores import Store, StoreRegistry
 from cloudvolume_lite.stores.local import LocalStore
 from golden import golden_copy
-from oracles import random_volume, ts_write
+from oracles import random_volume, fixture_write
 
 
 @pytest.fixture
 def two_mips(tmp_path, rng):
     t0 = random_volume((40, 30, 12, 2), "uint8", rng)
-    ts_write(tmp_path / "v", t0, offset=(-8, 4, 2), chunk=(16, 16, 4))
+    fixture_write(tmp_path / "v", t0, offset=(-8, 4, 2), chunk=(16, 16, 4))
     t1 = random_volume((20, 15, 12, 2), "uint8", rng)
-    ts_write(tmp_path / "w", t1, offset=(-4, 2, 2), chunk=(8, 8, 4), resolution=(8, 8, 40))
+    fixture_write(tmp_path / "w", t1, offset=(-4, 2, 2), chunk=(8, 8, 4), resolution=(8, 8, 40))
     info = json.loads((tmp_path / "v" / "info").read_text())
     info1 = json.loads((tmp_path / "w" / "info").read_text())
     info["scales"].append(info1["scales"][0])
@@ -118,7 +118,7 @@ class CountingStore(LocalStore):
 def test_in_flight_chunks_are_bounded(tmp_path, rng):
     """256 chunks through a plug-in scheme: never more than ``parallel`` fetches in flight."""
     truth = random_volume((64, 64, 32, 1), "uint8", rng)
-    ts_write(tmp_path / "v", truth, chunk=(8, 8, 8))
+    fixture_write(tmp_path / "v", truth, chunk=(8, 8, 8))
     root = CountingStore(cvl.stores.StoreURL("file", "", str(tmp_path / "v")))
     scale_store = CountingStore(cvl.stores.StoreURL("file", "", str(tmp_path / "v" / "4_4_40")))
     root._with_url = lambda url: scale_store  # type: ignore[method-assign]
@@ -130,7 +130,7 @@ def test_in_flight_chunks_are_bounded(tmp_path, rng):
 
 def test_progress_bars_only_when_asked(tmp_path, rng, capsys):
     truth = random_volume((64, 64, 16, 1), "uint8", rng)
-    ts_write(tmp_path / "v", truth, chunk=(8, 8, 8))
+    fixture_write(tmp_path / "v", truth, chunk=(8, 8, 8))
     cvl.Volume(str(tmp_path / "v"))[...]
     assert capsys.readouterr().err == ""
     vol = cvl.Volume(str(tmp_path / "v"), progress=True)
