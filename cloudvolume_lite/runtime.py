@@ -39,14 +39,22 @@ class Runtime:
 
     def __init__(self, parallel: int, decode_threads: int | None = None, progress: bool | None = False):
         self.parallel = max(1, int(parallel))
-        self.decode_threads = max(1, int(decode_threads or os.cpu_count() or 2))
+        self._decode_threads = None if decode_threads is None else max(1, int(decode_threads))
         self.progress = progress
         self._lock = threading.Lock()
         self._lanes: dict[str, ThreadPoolExecutor] = {}
         self._pid = os.getpid()
 
+    @property
+    def decode_threads(self) -> int:
+        """Threads for CPU-bound work: as given, else one per core (asked when first needed:
+        ``os.cpu_count`` costs more than the rest of opening a Volume)."""
+        if self._decode_threads is None:
+            self._decode_threads = max(1, os.cpu_count() or 2)
+        return self._decode_threads
+
     def __getstate__(self) -> dict:
-        return {"parallel": self.parallel, "decode_threads": self.decode_threads, "progress": self.progress}
+        return {"parallel": self.parallel, "decode_threads": self._decode_threads, "progress": self.progress}
 
     def __setstate__(self, state: dict) -> None:
         self.__init__(state["parallel"], state["decode_threads"], state["progress"])  # type: ignore[misc]
