@@ -1,0 +1,168 @@
+"""The chunk LRU cannot resurrect what a write replaced, and a forked child never waits on the
+parent's loads (issue #15, items 2 and 5)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import cloudvolume_lite as cvl
+from cloudvolume_lite.stores import StoreRegistry
+from cloudvolume_lite.stores.lru import ChunkLRU, LRUStore
+from cloudvolume_lite.stores.memory import MemoryStore
+from cloudvolume_lite.stores.url import StoreURL, parse_url
+
+
+class HeldStore(MemoryStore):
+    """A memory store whose ``get`` reads the bytes, then waits until ``release`` is set: a
+    slow network read that saw the object as it was when it started."""
+
+    def __init__(self, url: StoreURL):
+        super().__init__(url)
+        self.reading = threading.Event()
+        self.release = threading.Event()
+        self.hold = False
+
+    def get(self, key: str, byte_range=None):  # noqa: ANN001, ANN201
+        data = super().get(key, byte_range)
+        if self.hold:
+            self.reading.set()
+            self.release.wait(10)
+        return data
+
+    def _with_url(self, url: StoreURL) -> "HeldStore":
+        return HeldStore(url)  # the same memory buckets, so children see what the parent wrote
+
+
+def held(name: str) -> tuple[HeldStore, LRUStore]:
+    inner = HeldStore(parse_url(f"mem://coherence-{name}-{time.monotonic_ns()}/v"))
+    inner.put("k", b"old")
+    return inner, LRUStore(inner, ChunkLRU(1 << 20))
+
+
+def test_a_fill_that_began_before_a_write_does_not_land_after_it() -> None:
+    inner, store = held("fill")
+    inner.hold = True
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.append(store.get("k")))
+    reader.start()
+    assert inner.reading.wait(5)  # the reader has the old bytes in hand
+    inner.hold = False
+    store.put("k", b"new")  # the write lands while the read is still under way
+    inner.release.set()
+    reader.join(5)
+    assert got == [b"old"]  # it began before the write: it may see the old bytes
+    assert store.get("k") == b"new"  # but the cache must not keep them
+
+
+def test_a_read_after_a_write_does_not_join_a_load_from_before_it() -> None:
+    inner, store = held("join")
+    inner.hold = True
+    first = threading.Thread(target=store.get, args=("k",))
+    first.start()
+    assert inner.reading.wait(5)
+    inner.hold = False
+    store.put("k", b"new")
+    got: list[bytes] = []
+    second = threading.Thread(target=lambda: got.append(store.get("k")))  # starts after the write
+    second.start()
+    second.join(5)
+    inner.release.set()
+    first.join(5)
+    assert got == [b"new"]  # its own later read sees the write, not the load in flight
+
+
+def test_a_batch_that_began_before_a_write_does_not_keep_old_bytes() -> None:
+    inner, store = held("batch")
+    inner.put("k2", b"old2")
+    inner.hold = True
+    batch = store.iter_get(["k", "k2"])
+    got: dict[str, bytes] = {}
+    reader = threading.Thread(target=lambda: got.update(dict(batch)))
+    reader.start()
+    assert inner.reading.wait(5)
+    inner.hold = False
+    store.put("k", b"new")
+    store.put("k2", b"new2")
+    inner.release.set()
+    reader.join(5)
+    assert store.get("k") == b"new" and store.get("k2") == b"new2"
+
+
+def test_reader_and_writer_threads_lose_no_write(tmp_path) -> None:  # noqa: ANN001
+    """One Volume with an LRU, a reader thread and a writer thread doing unaligned writes: every
+    write must survive (the reader used to re-insert pre-write bytes that the next unaligned
+    write then read back and wrote to disk)."""
+    vol = cvl.Volume.create(f"file://{tmp_path}/v", data_type="uint16", layer_type="image", size=(64, 64, 8),
+                            chunk_size=(32, 32, 8), resolution=(1, 1, 1))
+    vol[...] = np.zeros((64, 64, 8), np.uint16)
+    vol = cvl.Volume(f"file://{tmp_path}/v", lru_bytes=1 << 24)
+    stop = threading.Event()
+
+    def read() -> None:
+        while not stop.is_set():
+            vol[0:64, 0:64, 0:8]
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        for i in range(1, 121):  # each write covers part of every chunk: read-modify-write each time
+            x, y = (i * 7) % 60, (i * 11) % 60
+            vol[x:x + 3, y:y + 3, 0:8] = np.full((3, 3, 8), i, np.uint16)
+    finally:
+        stop.set()
+        reader.join(10)
+    truth = np.zeros((64, 64, 8), np.uint16)
+    for i in range(1, 121):
+        x, y = (i * 7) % 60, (i * 11) % 60
+        truth[x:x + 3, y:y + 3, :] = i
+    np.testing.assert_array_equal(cvl.Volume(f"file://{tmp_path}/v")[...][..., 0], truth)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_does_not_wait_on_the_parents_load() -> None:
+    """The PyTorch DataLoader case: fork while another thread's LRU load is in flight."""
+    inner, store = held("fork")
+    inner.hold = True
+    loader = threading.Thread(target=store.get, args=("k",))
+    loader.start()
+    assert inner.reading.wait(5)  # the parent's load is in flight (its future in the LRU)
+    inner.hold = False
+    pid = os.fork()
+    if pid == 0:  # the child: its own read must not wait for the parent's thread (absent here)
+        try:
+            os._exit(0 if store.get("k") == b"old" else 1)
+        except BaseException:  # noqa: BLE001
+            os._exit(2)
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                assert os.waitstatus_to_exitcode(status) == 0
+                break
+            time.sleep(0.02)
+        else:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            pytest.fail("the forked child hung on the parent's in-flight load")
+    finally:
+        inner.release.set()
+        loader.join(5)
+
+
+def test_a_volume_with_a_plugin_store_keeps_its_own_writes(tmp_path) -> None:  # noqa: ANN001
+    """The same guarantee through a Volume: its own writes are visible to its own later reads."""
+    registry = StoreRegistry().with_scheme("held", lambda url, **kw: HeldStore(url))
+    vol = cvl.Volume.create("held://coherence/v", data_type="uint8", layer_type="image", size=(16, 16, 16),
+                            chunk_size=(16, 16, 16), resolution=(1, 1, 1), stores=registry)
+    vol[...] = np.zeros((16, 16, 16), np.uint8)
+    vol = cvl.Volume("held://coherence/v", lru_bytes=1 << 20, stores=registry)
+    assert int(vol[...].sum()) == 0
+    vol[...] = np.ones((16, 16, 16), np.uint8)
+    assert int(vol[...].sum()) == 16**3
