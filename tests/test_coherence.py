@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 
@@ -166,3 +168,52 @@ def test_a_volume_with_a_plugin_store_keeps_its_own_writes(tmp_path) -> None:  #
     assert int(vol[...].sum()) == 0
     vol[...] = np.ones((16, 16, 16), np.uint8)
     assert int(vol[...].sum()) == 16**3
+
+
+# -- one cache directory, several users (issue #15, item 6) ------------------------------------------
+def test_a_scan_leaves_other_processes_writes_in_progress_alone(tmp_path) -> None:  # noqa: ANN001
+    from cloudvolume_lite.stores.disk_cache import DiskCache
+
+    d = tmp_path / "cache" / "mem" / "x"
+    d.mkdir(parents=True)
+    live = d / f".chunk.tmp-{os.getpid()}-0123"  # a write under way in a running process
+    live.write_bytes(b"half")
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    gone = d / f".other.tmp-{int(dead.stdout)}-4567"  # its writer has exited
+    gone.write_bytes(b"half")
+    old = d / ".ancient.tmp-0000"
+    old.write_bytes(b"half")
+    os.utime(old, (time.time() - 7200, time.time() - 7200))
+    DiskCache(str(tmp_path / "cache"), max_bytes=10**9).size  # a scan
+    assert live.exists()  # sweeping it would make that process's rename fail (FileNotFoundError)
+    assert not gone.exists() and not old.exists()
+
+
+def test_a_cache_that_cannot_be_written_does_not_fail_the_read(tmp_path) -> None:  # noqa: ANN001
+    vol = cvl.Volume.create(f"file://{tmp_path}/v", data_type="uint8", layer_type="image", size=(16, 16, 16),
+                            chunk_size=(8, 8, 8), resolution=(1, 1, 1))
+    vol[...] = np.full((16, 16, 16), 7, np.uint8)
+    cache = tmp_path / "cache"
+    vol = cvl.Volume(f"file://{tmp_path}/v", cache=str(cache))
+    scale_dir = vol.chunk_store().dir  # type: ignore[attr-defined]  # where the chunks would be kept
+    os.makedirs(os.path.dirname(scale_dir), exist_ok=True)
+    with open(scale_dir, "wb") as f:  # a file where the cache wants a directory: every write fails
+        f.write(b"in the way")
+    with pytest.warns(UserWarning, match="cannot write the disk cache file"):
+        got = vol[...]
+    assert int(got.sum()) == 7 * 16**3
+
+
+def test_two_volumes_sharing_a_cache_directory_keep_its_limit(tmp_path) -> None:  # noqa: ANN001
+    vol = cvl.Volume.create(f"file://{tmp_path}/v", data_type="uint8", layer_type="image", size=(128, 128, 64),
+                            chunk_size=(32, 32, 32), resolution=(1, 1, 1))
+    vol[...] = np.random.default_rng(2).integers(0, 255, (128, 128, 64), dtype=np.uint8)
+    limit = 512 * 1024  # 16 of the 32 chunks of 32 KiB
+    a = cvl.Volume(f"file://{tmp_path}/v", cache=str(tmp_path / "c"), cache_bytes=limit)
+    b = cvl.Volume(f"file://{tmp_path}/v", cache=str(tmp_path / "c"), cache_bytes=limit)
+    a[0:128, 0:128, 0:32]
+    b[0:128, 0:128, 32:64]
+    a[0:64, 0:128, 32:64]
+    b[0:128, 0:64, 0:32]
+    held = sum(f.stat().st_size for f in (tmp_path / "c").rglob("*") if f.is_file())
+    assert held <= limit * 1.1 + 32 * 1024  # within a tenth (and a chunk) of the limit, not twice it

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING
 
 import os
 import threading
+import time
+import warnings
 from collections import OrderedDict
 from typing import Iterable, Iterator, Mapping
 
@@ -32,12 +34,23 @@ def default_cache_dir() -> str:
     return os.path.join(base, "cloudvolume-lite")
 
 
+#: a temp file this old is an interrupted write, whoever wrote it (its pid may be reused, or
+#: belong to another host sharing the directory)
+STALE_TEMP_S = 3600.0
+
+
+class CacheWriteWarning(UserWarning):
+    """The disk cache could not keep a file; the read went on without it."""
+
+
 class DiskCache:
     """A cache directory with an LRU byte limit (``max_bytes=None``: unbounded).
 
     Recency is kept in memory and persisted through file mtimes, so a new process picks up the
-    order from the last one. Several processes may share a directory: files are replaced
-    atomically, and each process enforces the limit on what it sees.
+    order from the last one. Several processes (or Volumes) may share a directory: files are
+    replaced atomically, temp files of writes in progress are left alone (those of writers that
+    have died, or older than :data:`STALE_TEMP_S`, are swept), and each instance looks at the whole directory again
+    whenever it has written a tenth of the limit, so together they stay near the limit.
     """
 
     def __init__(self, path: str, max_bytes: int | None = None):
@@ -46,6 +59,7 @@ class DiskCache:
         self._lock = threading.Lock()
         self._index: OrderedDict[str, int] | None = None  # file path -> size, oldest first
         self._total = 0
+        self._written = 0  # bytes this instance wrote since it last looked at the directory
 
     # -- where things go -------------------------------------------------------------------------
     def dir_for(self, url: StoreURL) -> str:
@@ -74,8 +88,9 @@ class DiskCache:
                     except FileNotFoundError:
                         continue
                     if fn.startswith(".") and _TMP_MARK in fn:
-                        _unlink(p)  # an interrupted write from an earlier process
-                        continue
+                        if _abandoned(fn, st.st_mtime):
+                            _unlink(p)  # an interrupted write of a process that is gone
+                        continue  # another process's write in progress: leave it
                     found.append((st.st_mtime, p, st.st_size))
             found.sort()
             self._index = OrderedDict((p, s) for _, p, s in found)
@@ -95,12 +110,24 @@ class DiskCache:
             pass
 
     def store(self, path: str, data: bytes) -> None:
+        """Keep ``data`` at ``path``, best effort: a cache that cannot be written (disk full, a
+        permission, another process clearing it) warns and is skipped, never fails the read."""
         if self.max_bytes is not None and len(data) > self.max_bytes:
             return
-        atomic_write(path, data)
+        try:
+            atomic_write(path, data)
+        except OSError as e:
+            warnings.warn(f"cannot write the disk cache file {path} ({type(e).__name__}: {e}); "
+                          "reading on without caching it", CacheWriteWarning, stacklevel=3)
+            return
         if self.max_bytes is None:
             return
         with self._lock:
+            self._written += len(data)
+            if self._written > self.max_bytes // 10:
+                # other processes (and other Volumes here) write to the same directory: look at
+                # what is really there now and then, so together they stay near the limit
+                self._index, self._written = None, 0
             idx = self._scan()
             self._total += len(data) - idx.pop(path, 0)
             idx[path] = len(data)
@@ -133,6 +160,23 @@ class DiskCache:
         shutil.rmtree(target, ignore_errors=True)
         with self._lock:
             self._index = None
+
+
+def _abandoned(name: str, mtime: float) -> bool:
+    """Whether a temp file ``.NAME.tmp-PID-UUID`` was left by a writer that is no longer
+    running here, or is so old that no write can still be under way."""
+    if time.time() - mtime > STALE_TEMP_S:
+        return True
+    pid = name.rpartition(_TMP_MARK)[2].partition("-")[0]
+    if not pid.isdigit():
+        return False  # an older name without a pid: only age can tell
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # alive, but not ours to signal
+        return False
+    return False
 
 
 def _unlink(path: str) -> None:

@@ -21,7 +21,8 @@ def atomic_write(path: str, data: bytes) -> None:
     """Write ``data`` to ``path`` via a hidden temp file and a rename: readers never see half a file."""
     d, name = os.path.split(path)
     os.makedirs(d, exist_ok=True)
-    tmp = os.path.join(d, f".{name}{_TMP_MARK}{uuid.uuid4().hex}")
+    # the writer's pid in the name: a scan can tell a dead writer's leftover from a live write
+    tmp = os.path.join(d, f".{name}{_TMP_MARK}{os.getpid()}-{uuid.uuid4().hex}")
     try:
         with open(tmp, "wb") as f:
             f.write(data)
