@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, ContextManager, Sequence
 
 import numpy as np
 
 from .bbox import Bbox, Request, normalize_key
 from .stores.lru import ChunkLRU, LRUStore
 from .stores.disk_cache import DiskCache, DiskCacheStore, VolumeCache, default_cache_dir
-from .errors import InfoError, RequestError, StoreError
+from .errors import InfoError, RequestError, StoreError, UnsupportedEncodingError
 from .info import Info, Scale
 from .stores.sharded import ShardedStore
 from .read import ReadOptions
@@ -355,10 +356,13 @@ class Volume:
         mips may move up by one). With ``downsample=True`` the new scale is filled at once.
         """
         base = self._info.scales[0 if from_mip is None else self._mip_index(from_mip)]
-        fresh = Info.from_bytes(self._store.get("info") or self._info.to_bytes(), self.url)  # re-read: another writer may have added one
-        info, index = _create.with_scale(fresh, base, factor, chunk_size, encoding, sharding)
-        if info is not fresh:
-            self._store.put("info", info.to_bytes(), content_type="application/json")
+        # read, change and write info under the store's lock (flock on disk, a lease object on
+        # S3/GCS), so that writers adding scales at the same time do not lose each other's
+        with self._info_lock():
+            fresh = Info.from_bytes(self._store.get("info") or self._info.to_bytes(), self.url)
+            info, index = _create.with_scale(fresh, base, factor, chunk_size, encoding, sharding)
+            if info is not fresh:
+                self._store.put("info", info.to_bytes(), content_type="application/json")
         current = self.scale
         self._info = info
         self._scale_stores.clear()
@@ -366,6 +370,13 @@ class Volume:
         if downsample:
             self.downsample(index)
         return index
+
+    def _info_lock(self) -> ContextManager[None]:
+        """The lock on ``info``, or none where the store cannot lock (a plug-in store, say)."""
+        try:
+            return self._store.lock("info")
+        except UnsupportedEncodingError:
+            return contextlib.nullcontext()
 
     def downsample(self, mip: int, source_mip: int | None = None, method: str | None = None) -> None:
         """Fill scale ``mip`` from ``source_mip`` (default ``mip - 1``): averages for images,
