@@ -8,6 +8,7 @@
 from .bbox import Bbox
 from .errors import (
     ChunkNotFoundError,
+    ConflictError,
     DecodeError,
     InfoError,
     OutOfBoundsError,
@@ -33,6 +34,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Bbox",
     "ChunkNotFoundError",
+    "ConflictError",
     "DecodeError",
     "Info",
     "InfoError",

@@ -33,3 +33,8 @@ class StoreError(VolumeError, OSError):
 
 class RequestError(VolumeError, ValueError):
     """A malformed request: a bad slice, bbox, dtype or shape given by the caller."""
+
+
+class ConflictError(VolumeError):
+    """A conditional operation found the object at another generation than the one it named:
+    someone changed it in between. Read it again and retry (the library does, where it can)."""

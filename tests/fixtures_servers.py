@@ -4,10 +4,13 @@ The HTTP server is written here because Python's ``http.server`` ignores ``Range
 a directory like nginx with ``gzip_static always``: a file stored as ``NAME.gz`` is served at
 ``NAME`` with ``Content-Encoding: gzip`` (ranges apply to the stored gzip bytes). It can add
 latency and inject faults (503/429/500 answers, connection resets, truncated bodies, stalls).
+It sends a strong ``ETag`` (a hash of the stored bytes) and ``Last-Modified`` (the file's
+mtime) and honours ``If-Match``/``If-None-Match``/``If-(Un)Modified-Since``, unless told not to.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import posixpath
 import random
@@ -17,6 +20,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
+from email.utils import formatdate, parsedate_to_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Iterator
@@ -46,6 +50,8 @@ class Faults:
     latency: float = 0.0  # seconds added to every answer
     stall: float = 2.0  # how long a "slow" fault waits before answering
     ignore_range: bool = False  # answer 200 + whole body to ranged requests, like some servers
+    ignore_conditions: bool = False  # ignore If-Match, If-None-Match, If-(Un)Modified-Since, like many
+    etag: bool = True  # send an ETag (False: Last-Modified alone, like python's http.server)
     seed: int = 0
 
 
@@ -197,14 +203,42 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", "0")
         self.end_headers()
 
-    def _find(self) -> tuple[bytes, str | None] | None:
+    def _find(self) -> tuple[bytes, str | None, float] | None:
+        """The stored bytes, their Content-Encoding and mtime."""
         rel = posixpath.normpath("/" + unquote(urlsplit(self.path).path)).lstrip("/")
         path = (self.server.root / rel).resolve()
         if self.server.root not in path.parents:
             return None
         for candidate, enc in ((path, None), (path.with_name(path.name + ".gz"), "gzip")):
             if candidate.is_file():
-                return candidate.read_bytes(), enc
+                mtime = candidate.stat().st_mtime
+                return candidate.read_bytes(), enc, mtime
+        return None
+
+    def _precondition(self, etag: str | None, mtime: float) -> int | None:
+        """412 or 304 when the request's conditions say so (RFC 9110 13.2.2 order), else None."""
+        h = self.headers
+
+        def tags(value: str) -> set[str]:
+            return {t.strip() for t in value.split(",")}
+
+        def date(value: str) -> float | None:
+            try:
+                return parsedate_to_datetime(value).timestamp()
+            except (TypeError, ValueError):
+                return None
+
+        if h.get("If-Match") is not None:  # strong comparison
+            if etag is None or etag.startswith("W/") or not {"*", etag} & tags(h["If-Match"]):
+                return 412
+        elif (d := date(h.get("If-Unmodified-Since") or "")) is not None and int(mtime) > d:
+            return 412
+        if h.get("If-None-Match") is not None:  # weak comparison
+            theirs = {t.removeprefix("W/") for t in tags(h["If-None-Match"])}
+            if etag is not None and {"*", etag.removeprefix("W/")} & theirs:
+                return 304
+        elif (d := date(h.get("If-Modified-Since") or "")) is not None and int(mtime) <= d:
+            return 304
         return None
 
     def _serve(self, send_body: bool) -> None:
@@ -221,14 +255,28 @@ class _Handler(BaseHTTPRequestHandler):
             time.sleep(srv.faults.stall)
         found = self._find()
         if found is None:
+            if not srv.faults.ignore_conditions and self.headers.get("If-Match") is not None:
+                return self._empty(412)
             return self._empty(404)
-        data, enc = found
-        status, headers = 200, {"Accept-Ranges": "bytes", "Content-Type": "application/octet-stream"}
+        data, enc, mtime = found
+        validators = {"Last-Modified": formatdate(mtime, usegmt=True)}
+        if srv.faults.etag:
+            validators["ETag"] = f'"{hashlib.blake2b(data, digest_size=12).hexdigest()}"'
+        verdict = None if srv.faults.ignore_conditions else self._precondition(validators.get("ETag"), mtime)
+        if verdict == 412:
+            return self._empty(412)
+        if verdict == 304:
+            self.send_response(304)
+            for k, v in validators.items():
+                self.send_header(k, v)
+            self.end_headers()
+            return None
+        status, headers = 200, {"Accept-Ranges": "bytes", "Content-Type": "application/octet-stream", **validators}
         if enc:
             headers["Content-Encoding"] = enc  # gzip_static always: stored bytes, whoever asks
         rng = None if srv.faults.ignore_range else _parse_range(rng_header, len(data))
         if rng == "unsatisfiable":
-            return self._empty(416, {"Content-Range": f"bytes */{len(data)}"})
+            return self._empty(416, {"Content-Range": f"bytes */{len(data)}", **validators})
         if isinstance(rng, tuple):
             status = 206
             headers["Content-Range"] = f"bytes {rng[0]}-{rng[1]}/{len(data)}"

@@ -78,6 +78,8 @@ def test_locking_on_a_store_that_cannot_lock(tmp_path):
     from cloudvolume_lite.stores.local import LocalStore
 
     class NoLock(LocalStore):
+        supports_conditional_writes = False  # a plug-in store with neither locks nor conditions
+
         def _with_url(self, url):
             return NoLock(url)
 

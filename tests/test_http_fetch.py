@@ -395,10 +395,16 @@ def test_lru_and_disk_cache_sit_in_front_of_the_stream(faulty_http_server: Range
         assert faulty_http_server.log.count("GET") == 18
         np.testing.assert_array_equal(vol[5:40, 3:30, 2:15], truth[5:40, 3:30, 2:15])  # from the LRU
         assert faulty_http_server.log.count("GET") == 18
-    with cvl.Volume(url, cache=str(tmp_path / "cache")) as vol:  # a new handle: from disk
+    with cvl.Volume(url, cache=str(tmp_path / "cache"), recheck=False) as vol:  # a new handle: from disk
         faulty_http_server.reset_log()
         np.testing.assert_array_equal(vol[...], truth)
         assert faulty_http_server.log.count("GET") == 0
+    with cvl.Volume(url, cache=str(tmp_path / "cache")) as vol:  # recheck="open": each copy checked once
+        faulty_http_server.reset_log()
+        np.testing.assert_array_equal(vol[...], truth)
+        assert faulty_http_server.log.count("GET") == 18  # conditional: unchanged, so no bodies
+        np.testing.assert_array_equal(vol[...], truth)
+        assert faulty_http_server.log.count("GET") == 18  # checked once, then trusted
 
 
 def test_useless_answers_pause_streaming(faulty_http_server: RangeHTTPServer, files: dict[str, bytes]) -> None:

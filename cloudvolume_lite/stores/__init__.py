@@ -7,7 +7,7 @@ from types import MappingProxyType
 from typing import Any, Callable, Mapping
 
 from ..errors import UnsupportedEncodingError
-from .base import ByteRange, Store, check_key
+from .base import ABSENT, ByteRange, Store, Versioned, check_key
 from .url import StoreURL, parse_url
 
 StoreFactory = Callable[..., Store]  # factory(url: StoreURL, *, secrets=None, parallel=None) -> Store
@@ -79,4 +79,4 @@ def open_store(url: str | StoreURL, **options: Any) -> Store:
     return StoreRegistry().open(url, **options)
 
 
-__all__ = ["ByteRange", "Store", "StoreRegistry", "StoreURL", "check_key", "open_store", "parse_url"]
+__all__ = ["ABSENT", "ByteRange", "Store", "Versioned", "StoreRegistry", "StoreURL", "check_key", "open_store", "parse_url"]

@@ -99,17 +99,22 @@ class Groups:
 
 
 class Chain:
-    """One batch after another (cache hits, then what the store behind fetched), each item
-    passed to ``see(key, data)`` first; concurrent when every part is."""
+    """Batches one after another (the cache's hits, its revalidations, what the store behind
+    fetched), the items of the last one passed to ``see`` first.
 
-    def __init__(self, parts: Sequence[Iterator[Item]], see: Callable[[str, "bytes | None"], None] | None = None,
-                 width: int = 1):
+    Each thread walks the parts on its own: a batch of groups (the sharded store's) still hands
+    a thread the rest of the group it fetched after other threads have found that batch empty,
+    so no thread may decide for the others that a part is done (an earlier version did, and
+    lost those items: sharded chunks behind a cache read as never delivered).
+    """
+
+    def __init__(self, parts: Sequence[Iterator[tuple[str, object]]],
+                 see: Callable[[str, object], None] | None = None):
         self._parts = list(parts)
         self._see = see
-        self._lock = threading.Lock()
-        self._at = 0
+        self._mine = threading.local()  # this thread's part
         self.concurrent_next = all(getattr(p, "concurrent_next", False) for p in self._parts)
-        self.width = max([int(width)] + [getattr(p, "width", 1) for p in self._parts])
+        self.width = max([1] + [getattr(p, "width", 1) for p in self._parts])
         lens = [size_of(p) for p in self._parts]
         self._len = None if None in lens else sum(lens)  # type: ignore[arg-type]
 
@@ -121,26 +126,83 @@ class Chain:
     def __iter__(self) -> "Chain":
         return self
 
-    def __next__(self) -> Item:
-        while True:
-            with self._lock:
-                at = self._at
-            if at >= len(self._parts):
-                raise StopIteration
+    def __next__(self) -> tuple[str, object]:
+        at = getattr(self._mine, "at", 0)
+        last = len(self._parts) - 1
+        while at <= last:
             item = next(self._parts[at], _END)
-            if item is _END:
-                with self._lock:
-                    self._at = max(self._at, at + 1)
-                continue
-            if self._see is not None:
-                self._see(*item)  # type: ignore[misc]
-            return item  # type: ignore[return-value]
+            if item is not _END:
+                if at == last and self._see is not None:
+                    self._see(*item)  # type: ignore[misc]
+                return item  # type: ignore[return-value]
+            at += 1
+            self._mine.at = at
+        raise StopIteration
 
     def close(self) -> None:
         for p in self._parts:
             close = getattr(p, "close", None)
             if close is not None:
                 close()
+
+
+class Serial:
+    """A batch that must be advanced by one thread at a time (a streaming generator), made
+    safe to share: what Runtime.run would do with its own lock, here only around this part, so
+    the cache's other parts (hits, revalidations) stay concurrent."""
+
+    concurrent_next = True
+
+    def __init__(self, inner: Iterator[tuple[str, object]]):
+        self._inner = inner
+        self._lock = threading.Lock()
+        self.width = getattr(inner, "width", 1)
+
+    def __len__(self) -> int:
+        return len(self._inner)  # type: ignore[arg-type]
+
+    def __iter__(self) -> "Serial":
+        return self
+
+    def __next__(self) -> tuple[str, object]:
+        with self._lock:
+            return next(self._inner)
+
+    def close(self) -> None:
+        close = getattr(self._inner, "close", None)
+        if close is not None:
+            close()
+
+
+class Mapped:
+    """A batch whose values pass through ``fn`` (``Versioned`` to bytes, say); it keeps the
+    inner batch's width, length and way of being advanced."""
+
+    def __init__(self, inner: Iterator[tuple[str, object]], fn: Callable[[object], object]):
+        self._inner = inner
+        self._fn = fn
+        self.concurrent_next = getattr(inner, "concurrent_next", False)
+        self.width = getattr(inner, "width", 1)
+
+    def __len__(self) -> int:
+        return len(self._inner)  # type: ignore[arg-type]
+
+    def __iter__(self) -> "Mapped":
+        return self
+
+    def __next__(self) -> Item:
+        key, value = next(self._inner)
+        return key, self._fn(value)  # type: ignore[return-value]
+
+    def close(self) -> None:
+        close = getattr(self._inner, "close", None)
+        if close is not None:
+            close()
+
+
+def data_only(batch: Iterator[tuple[str, object]]) -> Mapped:
+    """``(key, Versioned | None)`` items as ``(key, bytes | None)``."""
+    return Mapped(batch, lambda v: None if v is None else v.data)  # type: ignore[attr-defined]
 
 
 def size_of(batch: object) -> int | None:
@@ -157,4 +219,4 @@ def items(pairs: Iterable[Item], width: int = 1) -> Gets:
     return Gets(found.__getitem__, list(found), width)
 
 
-__all__ = ["Chain", "Gets", "Groups", "items", "size_of"]
+__all__ = ["Chain", "Gets", "Groups", "Mapped", "Serial", "data_only", "items", "size_of"]

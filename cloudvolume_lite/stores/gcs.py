@@ -24,6 +24,12 @@ Ranged reads also send ``Accept-Encoding: gzip``: on GCS that header is what tur
 decompressive transcoding *off* (with ``identity`` GCS would decompress and ignore the Range),
 so a range is always a range of the stored bytes. Writes set
 ``Content-Encoding`` metadata. The SDK's retries are off; :class:`~.retry.RetryPolicy` applies.
+
+Generations are GCS object generations as decimal strings (``x-goog-generation`` on streamed
+answers). Conditional reads send ``ifGenerationMatch``/``ifGenerationNotMatch`` (304: unchanged,
+412: :class:`ConflictError`) and also check the generation the answer names, since
+fake-gcs-server ignores those parameters on downloads; conditional writes send
+``ifGenerationMatch`` (0: only if absent), a 412 being a ConflictError, never retried.
 """
 
 from __future__ import annotations
@@ -33,7 +39,7 @@ import hashlib
 import json
 import os
 import struct
-from typing import TYPE_CHECKING, Any, Callable, Iterator, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, TypeVar
 from urllib.parse import quote
 
 import google.auth
@@ -52,10 +58,11 @@ from google.oauth2.credentials import Credentials as UserCredentials
 from requests.adapters import HTTPAdapter
 
 from .. import compression
-from ..errors import RequestError, StoreError
+from ..errors import ConflictError, RequestError, StoreError
 from . import credentials
+from .base import ABSENT, Versioned
 from .http_fetch import Reply
-from .network import RAISE, NetworkStore, fast_gets
+from .network import RAISE, Cond, NetworkStore, Whole, fast_gets
 from .retry import RetryPolicy, SharedClient, Transient, is_retryable_status, status_error
 from .streaming import FastGets
 from .retry import short as _short
@@ -249,6 +256,21 @@ def _hash_ok(body: bytes | bytearray, header: str) -> bool:
     return True
 
 
+def _number(generation: str) -> int | None:
+    """A generation string as GCS's number; None if it is not one (so no object is at it)."""
+    return int(generation) if generation.isdigit() else None
+
+
+def _generation_of(blob: storage.Blob) -> str | None:
+    gen = blob.generation
+    return None if gen is None else str(gen)
+
+
+def _changed(what: str, generation: str) -> ConflictError:
+    return ConflictError(f"{what}: the object is no longer at generation {generation}: someone else changed it "
+                         "(read it again)")
+
+
 class GCSStore(NetworkStore):
     """Objects in a GCS bucket under a prefix."""
 
@@ -308,25 +330,71 @@ class GCSStore(NetworkStore):
 
         return self.retry.call(attempt, what, until)
 
-    def _read_whole(self, key: str, what: str, until: float | None) -> tuple[bytes, str | None]:
+    def _read_whole(self, key: str, what: str, until: float | None, cond: Cond) -> Whole:
         blob = self._blob(key)
-        data = blob.download_as_bytes(raw_download=True, checksum="auto", timeout=self.retry.timeout, retry=None)
-        return data, blob.content_encoding
+        kw: dict[str, int] = {}
+        if cond.if_match is not None:
+            if _number(cond.if_match) is None:
+                raise _changed(what, cond.if_match)
+            kw["if_generation_match"] = _number(cond.if_match)
+        if cond.if_none_match is not None and _number(cond.if_none_match) is not None:
+            kw["if_generation_not_match"] = _number(cond.if_none_match)
+        try:
+            data = blob.download_as_bytes(raw_download=True, checksum="auto", timeout=self.retry.timeout, retry=None,
+                                          **kw)
+        except gexc.NotModified:
+            return None, None, cond.if_none_match
+        except gexc.PreconditionFailed:
+            raise _changed(what, str(cond.if_match)) from None
+        gen = _generation_of(blob)  # the SDK reads it from the answer's x-goog-generation
+        # fake-gcs-server ignores the conditions on downloads: the answer's generation decides
+        if cond.if_match is not None and gen != cond.if_match:
+            raise _changed(what, cond.if_match)
+        if gen is not None and gen == cond.if_none_match:
+            return None, None, gen
+        return data, blob.content_encoding, gen
 
-    def _read_range(self, key: str, start: int, end: int, what: str, until: float | None) -> bytes:
+    def _read_range(self, key: str, start: int, end: int, what: str, until: float | None,
+                    cond: Cond) -> tuple[bytes, str | None]:
+        blob = self._blob(key)
+        kw: dict[str, int] = {}
+        if cond.if_match is not None:
+            if _number(cond.if_match) is None:
+                raise _changed(what, cond.if_match)
+            kw["if_generation_match"] = _number(cond.if_match)
         try:  # raw_download=True sends Accept-Encoding: gzip: stored bytes, Range honoured
-            return self._blob(key).download_as_bytes(start=start, end=end - 1, raw_download=True, checksum=None,
-                                                     timeout=self.retry.timeout, retry=None)
+            data = blob.download_as_bytes(start=start, end=end - 1, raw_download=True, checksum=None,
+                                          timeout=self.retry.timeout, retry=None, **kw)
         except gexc.RequestRangeNotSatisfiable:
-            return b""  # the object ends before `start`: like slicing past the end
+            # the object ends before `start`: like slicing past the end; the answer named no
+            # generation, so ask (absent now: NotFound, "absent" as for the GET)
+            gen = self._head(key)
+            if gen is None:
+                raise gexc.NotFound(what) from None
+            return b"", gen
+        except gexc.PreconditionFailed:
+            raise _changed(what, str(cond.if_match)) from None
+        return data, _generation_of(blob)  # NetworkStore compares it with cond.if_match
+
+    def _head(self, key: str) -> str | None:
+        """One metadata GET: the object's generation, or None if absent."""
+        blob = self._bucket().get_blob(self._name(key), timeout=self.retry.timeout, retry=None)
+        return None if blob is None else _generation_of(blob)
+
+    def stat(self, key: str) -> str | None:
+        """The object's generation (one metadata request), or None if it is absent."""
+        return self._call(lambda: self._head(key), f"HEAD {self.url.key_url(key)}", absent=None)
+
+    def _generation(self, headers: Mapping[str, str]) -> str | None:
+        return headers.get("x-goog-generation") or None
 
     def _streaming(self) -> FastGets:
         return self._fast.get()
 
     def _stream(self, fast: FastGets, keys: list[str], expected_bytes: int | None,
-                runtime: "Runtime | None" = None) -> Iterator[tuple[str, bytes | None]] | None:
+                runtime: "Runtime | None" = None) -> Iterator[tuple[str, Versioned | None]] | None:
         """Whole objects as JSON-API media downloads with the SDK's credentials as a bearer
-        token; a failure, a 5xx or a hash mismatch is done again by ``get`` through the SDK."""
+        token; a failure, a 5xx or a hash mismatch is done again by ``read`` through the SDK."""
         client = self._client.get()
         auth, base = _bearer_headers(client), _api_base(client)  # a fresh token for this batch
         if auth is None or base is None:
@@ -340,35 +408,43 @@ class GCSStore(NetworkStore):
         def request(key: str) -> tuple[str, dict[str, str]]:
             return f"{prefix}{quote(self._name(key), safe='')}?alt=media{pays}", headers
 
-        return fast.stream(keys, request, self._finish, self.get, expected_bytes, describe=self.url.key_url,
+        return fast.stream(keys, request, self._finish, self.read, expected_bytes, describe=self.url.key_url,
                            runtime=runtime)
 
     def _intact(self, answer: Reply) -> bool:
-        return _hash_ok(answer.body, answer.headers.get("x-goog-hash", ""))
+        # an answer that names no generation cannot be reported as a Versioned: the SDK path asks
+        return "x-goog-generation" in answer.headers and _hash_ok(answer.body, answer.headers.get("x-goog-hash", ""))
 
-    def put(self, key: str, data: bytes, *, content_type: str | None = None, content_encoding: str | None = None) -> None:
+    @property
+    def supports_conditional_writes(self) -> bool:
+        return True
+
+    def put(self, key: str, data: bytes, *, content_type: str | None = None, content_encoding: str | None = None,
+            if_generation: str | None = None) -> str | None:
+        """An upload (``ifGenerationMatch`` under ``if_generation``, 0 for ABSENT); the new generation."""
         blob = self._blob(key)
+        kw: dict[str, int] = {}
         blob.content_encoding = compression.normalize(content_encoding)
+        what = f"PUT {self.url.key_url(key)}"
+        if if_generation is not None:
+            number = 0 if if_generation == ABSENT else _number(if_generation)
+            if number is None or (number == 0 and if_generation != ABSENT):
+                raise _changed(what, if_generation)  # no object is ever at that generation
+            kw["if_generation_match"] = number
 
-        def upload() -> None:
-            blob.upload_from_string(bytes(data), content_type=content_type or "application/octet-stream",
-                                    timeout=self.retry.timeout, retry=None, checksum="auto")
-
-        self._call(upload, f"PUT {self.url.key_url(key)}")
-
-    def create_exclusive(self, key: str, data: bytes) -> bool:
-        """An upload with ``ifGenerationMatch=0``: only the first of several writers succeeds."""
-        blob = self._blob(key)
-
-        def upload() -> bool:
+        def upload() -> str | None:
             try:
-                blob.upload_from_string(bytes(data), content_type="application/octet-stream", if_generation_match=0,
-                                        timeout=self.retry.timeout, retry=None)
-                return True
+                blob.upload_from_string(bytes(data), content_type=content_type or "application/octet-stream",
+                                        timeout=self.retry.timeout, retry=None, checksum="auto", **kw)
             except gexc.PreconditionFailed:
-                return False
+                # not retried: another writer's change is an answer. (After a retried try, it may
+                # be our own first try that landed; callers who write unique bytes can tell.)
+                if if_generation == ABSENT:
+                    raise ConflictError(f"{what} (if absent): the object exists: someone else created it") from None
+                raise _changed(what, str(if_generation)) from None
+            return _generation_of(blob)
 
-        return self._call(upload, f"PUT (if absent) {self.url.key_url(key)}")
+        return self._call(upload, what)
 
     def delete(self, key: str) -> None:
         blob = self._blob(key)

@@ -15,18 +15,36 @@
 - Writes: HTTP has no standard way to write, delete or list objects, so ``put``, ``delete`` and
   ``list`` raise :class:`UnsupportedEncodingError` saying so. Write to gs://, s3:// or a local
   directory and serve that.
+- Generations (:meth:`~.base.Store.read`, ``stat``) come from the server's validators: the
+  ``ETag`` as sent (``"abc"``, or weak ``W/"abc"``) when there is one, else
+  ``lm:<Last-Modified>;n:<full length>`` (the length from ``Content-Length``, or the total of a
+  ``Content-Range``; ``lm:<Last-Modified>`` alone when the answer does not say it). A server
+  that sends neither gives generation ``None``, and ``stat`` raises
+  :class:`UnsupportedEncodingError`. Conditions are sent as ``If-Match``/``If-None-Match``
+  (ETags) or ``If-Unmodified-Since``/``If-Modified-Since`` (Last-Modified) *and* checked against
+  the answer, so a server that ignores them (python's ``http.server`` does; many ignore
+  ``If-Match`` on ranges) still never has bytes of another generation returned. Limits:
+  Last-Modified counts whole seconds, so two rewrites within one second to the same length look
+  alike (and ``If-Modified-Since`` cannot see a file put back with an *older* date); a weak
+  ETag matches weakly (same content, maybe other bytes), fine for whole reads, which are
+  decoded, but a ranged read under ``if_match`` needs a strong ETag or Last-Modified and
+  refuses a weak one; ``stat`` and ranged reads ask for the plain representation
+  (``Accept-Encoding: identity``), whole reads for a compressed one, so a server that keeps two
+  files per key (nginx ``gzip_static on`` with ``NAME`` and ``NAME.gz``) has one generation per
+  file. ``if_none_match`` on a ranged read is not sent: the bytes come back.
 """
 
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator, Mapping
 from urllib.parse import quote, unquote
 
 import urllib3
 
-from ..errors import RequestError, UnsupportedEncodingError
-from .network import NetworkStore, ca_bundle, environ_proxy, fast_gets
+from ..errors import ConflictError, RequestError, UnsupportedEncodingError
+from .base import Versioned
+from .network import Cond, NetworkStore, Whole, ca_bundle, environ_proxy, fast_gets
 from .streaming import FastGets
 from .retry import (RetryPolicy, SharedClient, Transient, check_span, is_retryable_status, parse_retry_after,
                     status_error)
@@ -46,6 +64,72 @@ _FOLLOW_REDIRECTS = urllib3.Retry(total=None, connect=0, read=0, status=0, other
 _PIECE = 1 << 20
 #: characters left as they are in a URL path (a "%" keeps escapes the user already wrote)
 _SAFE = "/:@!$&'()*+,;=-._~%"
+#: how a generation made from Last-Modified begins (an ETag begins with a quote or ``W/``)
+_LM = "lm:"
+
+
+def generation(headers: Mapping[str, str]) -> str | None:
+    """The generation an answer's headers name (see the module docstring); ``headers`` looked
+    up by lower-case name. None when there is neither an ETag nor a Last-Modified."""
+    etag = headers.get("etag")
+    if etag:
+        return etag.strip()  # the common case: one lookup
+    modified = headers.get("last-modified")
+    if not modified:
+        return None
+    total = _full_length(headers)
+    return f"{_LM}{modified.strip()}" if total is None else f"{_LM}{modified.strip()};n:{total}"
+
+
+def _full_length(headers: Mapping[str, str]) -> int | None:
+    """The whole object's stored length as an answer states it, or None."""
+    crange = headers.get("content-range")
+    if crange:
+        total = crange.rpartition("/")[2].strip()
+        return int(total) if total.isdigit() else None
+    if headers.get("transfer-encoding"):
+        return None
+    length = (headers.get("content-length") or "").strip()
+    return int(length) if length.isdigit() else None
+
+
+def _split_lm(gen: str) -> tuple[str, str | None]:
+    """``lm:<date>;n:<len>`` -> (date, len or None)."""
+    date, sep, n = gen[len(_LM):].rpartition(";n:")
+    return (date, n) if sep else (gen[len(_LM):], None)
+
+
+def same_generation(answer: str | None, wanted: str, strong: bool = False) -> bool:
+    """Whether an answer's generation is ``wanted``: ETags compare weakly (``W/`` ignored)
+    unless ``strong``, when a weak one never matches; Last-Modified ones by date, and by length
+    when both state it."""
+    if answer is None:
+        return False
+    if answer.startswith(_LM) or wanted.startswith(_LM):
+        if not (answer.startswith(_LM) and wanted.startswith(_LM)):
+            return False
+        (d1, n1), (d2, n2) = _split_lm(answer), _split_lm(wanted)
+        return d1 == d2 and (n1 is None or n2 is None or n1 == n2)
+    if strong:
+        return answer == wanted and not answer.startswith("W/")
+    return answer.removeprefix("W/") == wanted.removeprefix("W/")
+
+
+def condition_headers(cond: Cond, ranged: bool = False) -> dict[str, str]:
+    """The request headers for ``cond`` (a weak ``if_match`` is only checked on the answer:
+    ``If-Match`` compares strongly, so a server would refuse it whatever the object)."""
+    out: dict[str, str] = {}
+    if cond.if_match is not None:
+        if cond.if_match.startswith(_LM):
+            out["If-Unmodified-Since"] = _split_lm(cond.if_match)[0]
+        elif not cond.if_match.startswith("W/"):
+            out["If-Match"] = cond.if_match
+    if cond.if_none_match is not None and not ranged:
+        if cond.if_none_match.startswith(_LM):
+            out["If-Modified-Since"] = _split_lm(cond.if_none_match)[0]
+        else:
+            out["If-None-Match"] = cond.if_none_match
+    return out
 
 
 class _Response:
@@ -136,7 +220,8 @@ def _check_secrets(secrets: Any) -> dict[str, Any]:
 
 
 class HTTPStore(NetworkStore):
-    """Objects under an HTTP(S) URL; read-only (see the module docstring)."""
+    """Objects under an HTTP(S) URL; read-only; generations from the server's ETag or
+    Last-Modified (see the module docstring)."""
 
     default_parallel = 128  # no thread each (see http_fetch.py), and capped by bytes in flight
     absent_status = frozenset({404, 410})
@@ -207,44 +292,89 @@ class HTTPStore(NetworkStore):
             r.close()
 
     # -- NetworkStore --------------------------------------------------------------------------
-    def _read_whole(self, key: str, what: str, until: float | None) -> tuple[bytes, str | None] | None:
-        r = self._send("GET", key, {"Accept-Encoding": ACCEPT_ENCODING}, until)
-        if r.status_code in (404, 410):
-            r.close()
-            return None
-        if not 200 <= r.status_code < 300 or r.status_code == 206:
-            r.close()
-            raise status_error(what, r.status_code, r.reason)
-        return self._body(r, until), r.headers.get("Content-Encoding")
+    _generation = staticmethod(generation)  # per streamed chunk: keep it one call
 
-    def _read_range(self, key: str, start: int, end: int, what: str, until: float | None) -> bytes | None:
-        r = self._send("GET", key, {"Range": f"bytes={start}-{end - 1}", "Accept-Encoding": "identity"}, until)
-        if r.status_code in (404, 410):
+    def _conflict(self, what: str, wanted: str, found: str | None) -> ConflictError:
+        now = "names no generation" if found is None else f"is at generation {found}"
+        return ConflictError(f"{what}: the object {now}, not {wanted}; it changed (read it again)")
+
+    def _read_whole(self, key: str, what: str, until: float | None, cond: Cond) -> Whole | None:
+        headers = {"Accept-Encoding": ACCEPT_ENCODING}
+        if cond.if_match is not None or cond.if_none_match is not None:
+            headers.update(condition_headers(cond))
+        r = self._send("GET", key, headers, until)
+        status = r.status_code
+        if status in (404, 410):
             r.close()
             return None
-        if r.status_code == 416:  # the object ends before `start`: like slicing past the end
+        if status == 412 and cond.if_match is not None:  # never retried: it is an answer
             r.close()
-            return b""
-        if r.status_code == 200:  # Range ignored: we got everything, keep our part
-            return self._body(r, until)[start:end]
-        if r.status_code != 206:
+            raise self._conflict(what, cond.if_match, self._generation(r.headers))
+        if status == 304 and cond.if_none_match is not None:
             r.close()
-            raise status_error(what, r.status_code, r.reason)
+            # a server that honours If-None-Match but not If-Match proves nothing about the latter
+            if cond.if_match is not None and not same_generation(cond.if_none_match, cond.if_match):
+                raise self._conflict(what, cond.if_match, cond.if_none_match)
+            return None, None, cond.if_none_match
+        if not 200 <= status < 300 or status == 206:
+            r.close()
+            raise status_error(what, status, r.reason)
+        gen = self._generation(r.headers)
+        # the answer itself is checked: a server may ignore the conditions
+        if cond.if_match is not None:
+            if not same_generation(gen, cond.if_match):
+                r.close()
+                raise self._conflict(what, cond.if_match, gen)
+            gen = cond.if_match
+        if cond.if_none_match is not None and same_generation(gen, cond.if_none_match):
+            r.close()
+            return None, None, cond.if_none_match
+        return self._body(r, until), r.headers.get("Content-Encoding"), gen
+
+    def _read_range(self, key: str, start: int, end: int, what: str, until: float | None,
+                    cond: Cond) -> tuple[bytes, str | None] | None:
+        wanted = cond.if_match
+        if wanted is not None and wanted.startswith("W/"):
+            raise UnsupportedEncodingError(
+                f"{what}: a weak ETag ({wanted}) names content, not bytes, so a byte range cannot be held to it; "
+                "a ranged read under if_match needs a strong ETag or a Last-Modified generation (stat() gives "
+                "one when the server has it)")
+        headers = {"Range": f"bytes={start}-{end - 1}", "Accept-Encoding": "identity",
+                   **condition_headers(cond, ranged=True)}
+        r = self._send("GET", key, headers, until)
+        status = r.status_code
+        if status in (404, 410):
+            r.close()
+            return None
+        gen = self._generation(r.headers)
+        if wanted is not None and status in (200, 206, 412, 416):
+            if status == 412 or not same_generation(gen, wanted, strong=True):
+                r.close()
+                raise self._conflict(what, wanted, None if status == 412 else gen)
+            gen = wanted  # the same generation, perhaps stated more fully
+        if status == 416:  # the object ends before `start`: like slicing past the end
+            r.close()
+            return b"", gen
+        if status == 200:  # Range ignored: we got everything, keep our part
+            return self._body(r, until)[start:end], gen
+        if status != 206:
+            r.close()
+            raise status_error(what, status, r.reason)
         body = self._body(r, until)
         check_span(body, r.headers.get("Content-Range"), start)  # never bytes from the wrong place
-        return body[: end - start]
+        return body[: end - start], gen
 
     def _streaming(self) -> FastGets:
         return self._client.get().fast
 
     def _stream(self, fast: FastGets, keys: list[str], expected_bytes: int | None,
-                runtime: "Runtime | None" = None) -> Iterator[tuple[str, bytes | None]]:
-        """Whole objects, ``parallel`` requests in flight from the calling thread (see
-        ``http_fetch.py``); a failure, a 5xx, a redirect or chunked framing is done again by
-        ``get`` on a few threads, within what is left of the key's time."""
+                runtime: "Runtime | None" = None) -> Iterator[tuple[str, Versioned | None]]:
+        """Whole objects with their generations, ``parallel`` requests in flight from the calling
+        thread (see ``http_fetch.py``); a failure, a 5xx, a redirect or chunked framing is done
+        again by ``read`` on a few threads, within what is left of the key's time."""
         headers = {"Accept-Encoding": ACCEPT_ENCODING}
-        return fast.stream(keys, lambda k: (self._key_path(k), headers), self._finish, self.get, expected_bytes,
-                           redo_until=lambda k, until: self._get(k, None, until), describe=self._public,
+        return fast.stream(keys, lambda k: (self._key_path(k), headers), self._finish, self.read, expected_bytes,
+                           redo_until=lambda k, until: self._read(k, None, until), describe=self._public,
                            runtime=runtime)
 
     # -- Store ---------------------------------------------------------------------------------
@@ -264,13 +394,40 @@ class HTTPStore(NetworkStore):
 
         return self.retry.call(head, what)
 
+    def stat(self, key: str) -> str | None:
+        """The generation a ``HEAD`` names (of the plain representation, as ranged reads see
+        it), or None if absent; :class:`UnsupportedEncodingError` when the server sends neither
+        an ETag nor a Last-Modified (it has no generations to give)."""
+        what = f"HEAD {self._public(key)}"
+
+        def head() -> tuple[bool, str | None]:
+            r = self._send("HEAD", key, {"Accept-Encoding": "identity"})
+            r.close()
+            if r.status_code in (404, 410):
+                return False, None
+            if r.status_code in (405, 501):  # no HEAD here: a one-byte GET says it
+                got = self.read(key, (0, 0))
+                return got is not None, None if got is None else got.generation
+            if r.status_code >= 400:
+                raise status_error(what, r.status_code, r.reason)
+            return True, self._generation(r.headers)
+
+        found, gen = self.retry.call(head, what)
+        if not found:
+            return None
+        if gen is None:
+            raise UnsupportedEncodingError(
+                f"{what}: the server sends neither an ETag nor a Last-Modified, so there is no generation to give")
+        return gen
+
     def _read_only(self, op: str) -> UnsupportedEncodingError:
         return UnsupportedEncodingError(
             f"cannot {op} {self._public('')}: http(s):// stores are read-only (HTTP has no standard "
             "way to write, delete or list objects); write to gs://, s3:// or a local path and serve that"
         )
 
-    def put(self, key: str, data: bytes, *, content_type: str | None = None, content_encoding: str | None = None) -> None:
+    def put(self, key: str, data: bytes, *, content_type: str | None = None, content_encoding: str | None = None,
+            if_generation: str | None = None) -> str | None:
         raise self._read_only(f"write {key!r} to")
 
     def delete(self, key: str) -> None:
@@ -286,4 +443,4 @@ class HTTPStore(NetworkStore):
         self._client.close()
 
 
-__all__ = ["HTTPStore"]
+__all__ = ["HTTPStore", "condition_headers", "generation", "same_generation"]

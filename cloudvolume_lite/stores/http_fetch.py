@@ -5,7 +5,7 @@ in flight; one loop over many sockets keeps a full read over a high-latency link
 latency-bound instead of CPU-bound (figures in docs/performance.md). It does only the common case: ``GET`` with a ``Content-Length`` answer.
 Anything else (a broken or silent connection, chunked framing, a malformed answer) comes back
 as a :class:`Failure`, and the caller does that request again the slow, careful way
-(:class:`~.http.HTTPStore`'s ``get``, with its retries, redirects and error messages).
+(:class:`~.http.HTTPStore`'s ``read``, with its retries, redirects and error messages).
 
 Bodies are received straight into one buffer each (``recv_into``), never joined from pieces,
 and the buffers are reused within a call: a fresh buffer per body costs more in page faults
@@ -48,7 +48,8 @@ INITIAL_WINDOW = 128
 
 @dataclass
 class Reply:
-    """An answer: status, headers (names lower-cased, repeats joined by ", ") and body."""
+    """An answer: status, headers (names lower-cased, repeats joined by ", ") and body. The
+    store takes the object's generation from the headers (``etag``, ``last-modified``, ...)."""
 
     status: int
     reason: str

@@ -19,8 +19,8 @@ from __future__ import annotations
 import os
 import ssl
 from abc import abstractmethod
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 from urllib.parse import urlsplit
 
 import requests
@@ -28,7 +28,9 @@ import urllib3
 
 from .. import compression
 from ..errors import RequestError
-from .base import ByteRange, Store, check_key
+from ..errors import ConflictError
+from .base import ByteRange, Store, Versioned, check_key
+from .batch import data_only
 from .http_fetch import Fetcher, Reply
 from .retry import RetryPolicy, get_ranges_coalesced
 from .streaming import REDO, FastGets, Later
@@ -45,6 +47,17 @@ CA_BUNDLE_VARS = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "AWS_CA_BUNDLE")
 _NO_OP = frozenset({"", "identity", "aws-chunked"})
 #: ``absent`` in :meth:`NetworkStore._call` when a "not found" from the SDK is an error
 RAISE = object()
+#: what a backend's one try at a whole read gives: stored bytes (None: unchanged, under
+#: ``if_none_match``), their ``Content-Encoding`` and the generation
+Whole = tuple["bytes | None", "str | None", "str | None"]
+
+
+class Cond(NamedTuple):
+    """The conditions of one read: ``if_match`` (bytes of this generation, or ConflictError)
+    and ``if_none_match`` (nothing, if the object is still at this generation)."""
+
+    if_match: str | None = None
+    if_none_match: str | None = None
 
 
 def ca_bundle() -> str | None:
@@ -126,69 +139,109 @@ class NetworkStore(Store):
         return self.retry.call(fn, what, until)
 
     @abstractmethod
-    def _read_whole(self, key: str, what: str, until: float | None) -> tuple[bytes, str | None] | None:
-        """One try at the whole object: its stored bytes and ``Content-Encoding``, or None."""
+    def _read_whole(self, key: str, what: str, until: float | None, cond: Cond) -> Whole | None:
+        """One try at the whole object: its stored bytes, ``Content-Encoding`` and generation,
+        or None if absent. Under ``cond.if_none_match`` still current: ``(None, None, gen)``;
+        ``cond.if_match`` not current (or the object gone): :class:`ConflictError`."""
 
     @abstractmethod
-    def _read_range(self, key: str, start: int, end: int, what: str, until: float | None) -> bytes | None:
-        """One try at stored bytes ``[start, end)`` (``b""`` past the end), or None if absent."""
+    def _read_range(self, key: str, start: int, end: int, what: str, until: float | None,
+                    cond: Cond) -> tuple[bytes, str | None] | None:
+        """One try at stored bytes ``[start, end)`` (``b""`` past the end) and the generation
+        they came from, or None if absent; ``cond.if_match`` as in :meth:`_read_whole`."""
+
+    def _generation(self, headers: Mapping[str, str]) -> str | None:
+        """The generation an answer's (lower-cased) headers name; the default: its ETag."""
+        return headers.get("etag") or None
 
     @abstractmethod
     def _streaming(self) -> FastGets:
         """The store family's streaming gets (shared with its children)."""
 
     def _stream(self, fast: FastGets, keys: list[str], expected_bytes: int | None, runtime: Runtime | None = None
-                ) -> Iterator[tuple[str, bytes | None]] | None:
-        """The batch streamed through ``fast`` (its careful re-requests and finishing work on
-        ``runtime``'s fetch and cpu lanes), or None to leave it to the default batch."""
+                ) -> Iterator[tuple[str, Versioned | None]] | None:
+        """The batch streamed through ``fast`` (its careful re-requests done by :meth:`read`, the
+        finishing work on ``runtime``'s fetch and cpu lanes), as ``(key, Versioned | None)``, or
+        None to leave it to the default batch."""
         return None
 
     def _intact(self, answer: Reply) -> bool:
         """Whether a streamed 200 answer's body is whole (a backend checks its hash here)."""
         return True
 
-    def _finish(self, key: str, answer: Reply) -> bytes | None | object:
-        """A streamed answer as the object's bytes, None (absent), REDO, or decoding for a worker."""
+    def _finish(self, key: str, answer: Reply) -> Versioned | None | object:
+        """A streamed answer as a :class:`Versioned`, None (absent), REDO, or decoding for a worker."""
         if answer.status in self.absent_status:
             return None
         if answer.status != 200 or not self._intact(answer):
             return REDO
         data, value = bytes(answer.body), answer.headers.get("content-encoding")
+        gen = self._generation(answer.headers)
         if not needs_decoding(value):
-            return data
-        return Later(lambda: decode_content(data, value, self._public(key)))
+            return Versioned(data, gen)
+        return Later(lambda: Versioned(decode_content(data, value, self._public(key)), gen))
 
     # -- Store ---------------------------------------------------------------------------------
-    def get(self, key: str, byte_range: ByteRange | None = None) -> bytes | None:
-        return self._get(key, byte_range, self.retry.until())
+    @property
+    def supports_generations(self) -> bool:
+        return True
 
-    def _get(self, key: str, byte_range: ByteRange | None, until: float | None) -> bytes | None:
-        """``get``, all of it over by ``until`` (``time.monotonic()``, None: no bound)."""
+    def get(self, key: str, byte_range: ByteRange | None = None) -> bytes | None:
+        got = self._read(key, byte_range, self.retry.until())
+        return None if got is None else got.data
+
+    def read(self, key: str, byte_range: ByteRange | None = None, *, if_match: str | None = None,
+             if_none_match: str | None = None) -> Versioned | None:
+        return self._read(key, byte_range, self.retry.until(), Cond(if_match, if_none_match))
+
+    def _read(self, key: str, byte_range: ByteRange | None, until: float | None, cond: Cond = Cond()
+              ) -> Versioned | None:
+        """``read``, all of it over by ``until`` (``time.monotonic()``, None: no bound)."""
         what = f"GET {self._public(key)}"
         if byte_range is None:
-            got = self._call(lambda: self._read_whole(key, what, until), what, until, absent=None)
-            return None if got is None else decode_content(got[0], got[1], self._public(key))
+            got = self._call(lambda: self._read_whole(key, what, until, cond), what, until, absent=None)
+            if got is None:
+                if cond.if_match is not None:
+                    raise ConflictError(f"{what}: the object is gone (it was at generation {cond.if_match})")
+                return None
+            data, encoding, gen = got
+            if data is None:
+                return Versioned(None, gen)
+            return Versioned(decode_content(data, encoding, self._public(key)), gen)
         start, end = int(byte_range[0]), int(byte_range[1])
         if start < 0:
             raise RequestError(f"{what}: byte range {byte_range} starts before 0")
         if end <= start:
-            return b"" if self.exists(key) else None
-        return self._call(lambda: self._read_range(key, start, end, what, until), f"{what} bytes={start}-{end - 1}",
-                          until, absent=None)
+            end = start + 1  # one byte tells existence and generation (b"" past the end)
+        got = self._call(lambda: self._read_range(key, start, end, what, until, cond),
+                         f"{what} bytes={start}-{end - 1}", until, absent=None)
+        if got is None:
+            if cond.if_match is not None:
+                raise ConflictError(f"{what}: the object is gone (it was at generation {cond.if_match})")
+            return None
+        data, gen = got
+        if cond.if_match is not None and gen is not None and gen != cond.if_match:
+            raise ConflictError(f"{what}: the object changed (generation {gen}, expected {cond.if_match})")
+        return Versioned(data[: max(0, int(byte_range[1]) - start)], gen)
 
     def get_ranges(self, key: str, ranges: Sequence[ByteRange]) -> list[bytes | None]:
         return get_ranges_coalesced(lambda rng: self.get(key, rng), ranges)
 
-    def iter_get(self, keys: Iterable[str], expected_bytes: int | None = None,
-                 runtime: Runtime | None = None) -> Iterator[tuple[str, bytes | None]]:
+    def iter_read(self, keys: Iterable[str], expected_bytes: int | None = None,
+                  runtime: Runtime | None = None) -> Iterator[tuple[str, Versioned | None]]:
         """Streamed through the fetcher when it is usable and there is more than one key (what
-        it cannot finish plainly is done again by ``get``, retries and all, and its errors are
+        it cannot finish plainly is done again by ``read``, retries and all, and its errors are
         raised here); else the default batch."""
         keys = list(keys)
         fast = self._streaming()
         batch = self._stream(fast, keys, expected_bytes, runtime) if fast.usable and len(keys) > 1 else None
-        return super().iter_get(keys, expected_bytes, runtime) if batch is None else batch
+        return super().iter_read(keys, expected_bytes, runtime) if batch is None else batch
+
+    def iter_get(self, keys: Iterable[str], expected_bytes: int | None = None,
+                 runtime: Runtime | None = None) -> Iterator[tuple[str, bytes | None]]:
+        """:meth:`iter_read` without the generations."""
+        return data_only(self.iter_read(keys, expected_bytes, runtime))
 
 
-__all__ = ["CA_BUNDLE_VARS", "RAISE", "NetworkStore", "ca_bundle", "decode_content", "environ_proxy", "fast_gets",
+__all__ = ["CA_BUNDLE_VARS", "RAISE", "Cond", "NetworkStore", "Whole", "ca_bundle", "decode_content", "environ_proxy", "fast_gets",
            "needs_decoding"]

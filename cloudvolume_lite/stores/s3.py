@@ -16,6 +16,12 @@ Configuration (``secrets`` dict, every key optional): ``endpoint_url``, ``aws_ac
   returns stored bytes (S3 never transcodes). Whole reads of single-part objects are checked
   against the ETag (the MD5 of the stored bytes) unless the object is KMS/customer-key
   encrypted, where the ETag is not an MD5. Writes set ``Content-Encoding`` metadata.
+- Generations are ETags, quoted as S3 sends them, in every path (GET, ranged GET, HEAD, PUT's
+  answer, streamed answers). Conditional reads send ``If-Match``/``If-None-Match`` (304:
+  unchanged, 412: :class:`ConflictError`); conditional writes send ``If-Match: <etag>`` or
+  ``If-None-Match: *`` (412, S3's 409 ConditionalRequestConflict, or 404 under ``If-Match``:
+  ConflictError, never retried). An ETag is the MD5 of the bytes, so writing back the same
+  bytes gives back the same generation.
 - Batches of whole objects (``iter_get``, which Volume reads use) go through the one-thread
   fetcher of ``http_fetch.py`` as presigned GETs (botocore signs each URL, so endpoints,
   addressing, regions and session tokens are its business), with the same ETag check, run off
@@ -40,10 +46,11 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, PartialCredentialsError
 
 from .. import compression
-from ..errors import RequestError, StoreError
+from ..errors import ConflictError, RequestError, StoreError
 from . import credentials
+from .base import ABSENT, Versioned
 from .http_fetch import Reply, origin
-from .network import RAISE, NetworkStore, decode_content, fast_gets
+from .network import RAISE, Cond, NetworkStore, Whole, decode_content, fast_gets
 from .streaming import REDO, FastGets, Later
 from .retry import short as _short
 from .retry import RetryPolicy, SharedClient, Transient, check_span, is_retryable_status, status_error
@@ -144,6 +151,21 @@ def _status(e: ClientError) -> tuple[int, str]:
     return int(e.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0), str(e.response.get("Error", {}).get("Code", ""))
 
 
+def _same(a: str | None, b: str | None) -> bool:
+    """Whether two ETags name one generation (S3 compares them with or without the quotes)."""
+    return a is not None and b is not None and a.strip('"') == b.strip('"')
+
+
+def _precondition_failed(e: ClientError) -> bool:
+    status, code = _status(e)
+    return status == 412 or code == "PreconditionFailed"
+
+
+def _changed(what: str, generation: str) -> ConflictError:
+    return ConflictError(f"{what}: the object is no longer at generation {generation}: someone else changed it "
+                         "(read it again)")
+
+
 class S3Store(NetworkStore):
     """Objects in an S3 bucket under a prefix."""
 
@@ -190,34 +212,73 @@ class S3Store(NetworkStore):
 
         return self.retry.call(attempt, what, until)
 
-    def _read_whole(self, key: str, what: str, until: float | None) -> tuple[bytes, str | None]:
-        r = self._client.get().get_object(Bucket=self.url.netloc, Key=self._name(key), **self._extra)
+    def _read_whole(self, key: str, what: str, until: float | None, cond: Cond) -> Whole:
+        args: dict[str, str] = {}
+        if cond.if_match is not None:
+            args["IfMatch"] = cond.if_match
+        if cond.if_none_match is not None:
+            args["IfNoneMatch"] = cond.if_none_match
+        try:
+            r = self._client.get().get_object(Bucket=self.url.netloc, Key=self._name(key), **args, **self._extra)
+        except ClientError as e:
+            if _status(e)[0] == 304:  # botocore raises for "not modified" too
+                return None, None, cond.if_none_match
+            if _precondition_failed(e) and cond.if_match is not None:
+                raise _changed(what, cond.if_match) from None
+            raise
         data = r["Body"].read()
         _verify_etag(r, data)
-        return data, r.get("ContentEncoding")
+        gen = r.get("ETag") or None
+        # and for servers that ignore the conditions: the answer names its generation
+        if cond.if_match is not None and not _same(gen, cond.if_match):
+            raise _changed(what, cond.if_match)
+        if _same(gen, cond.if_none_match):
+            return None, None, gen
+        return data, r.get("ContentEncoding"), gen
 
-    def _read_range(self, key: str, start: int, end: int, what: str, until: float | None) -> bytes:
+    def _read_range(self, key: str, start: int, end: int, what: str, until: float | None,
+                    cond: Cond) -> tuple[bytes, str | None]:
+        args = {"IfMatch": cond.if_match} if cond.if_match is not None else {}
         try:
             r = self._client.get().get_object(Bucket=self.url.netloc, Key=self._name(key),
-                                              Range=f"bytes={start}-{end - 1}", **self._extra)
+                                              Range=f"bytes={start}-{end - 1}", **args, **self._extra)
         except ClientError as e:
-            if _status(e)[0] == 416:  # the object ends before `start`: like slicing past the end
-                return b""
+            if _status(e)[0] == 416:  # the object ends before `start`: like slicing past the end;
+                # a 416 names no ETag, so ask (a 404 here is "absent", as for the GET)
+                return b"", self._head(self._name(key), what, cond.if_match)
+            if _precondition_failed(e) and cond.if_match is not None:
+                raise _changed(what, cond.if_match) from None
             raise
-        body = r["Body"].read()
+        body, gen = r["Body"].read(), r.get("ETag") or None
         if r["ResponseMetadata"]["HTTPStatusCode"] == 200:  # Range ignored: keep our part
-            return body[start:end]
+            return body[start:end], gen
         check_span(body, r.get("ContentRange"), start)
-        return body[: end - start]
+        return body[: end - start], gen
+
+    def _head(self, name: str, what: str, if_match: str | None = None) -> str | None:
+        """One HEAD of object ``name``: its ETag (ClientError 404 when absent)."""
+        args = {"IfMatch": if_match} if if_match is not None else {}
+        try:
+            r = self._client.get().head_object(Bucket=self.url.netloc, Key=name, **args, **self._extra)
+        except ClientError as e:
+            if _precondition_failed(e) and if_match is not None:
+                raise _changed(what, if_match) from None
+            raise
+        return r.get("ETag") or None
+
+    def stat(self, key: str) -> str | None:
+        """The object's ETag (one HEAD), or None if it is absent."""
+        name, what = self._name(key), f"HEAD {self.url.key_url(key)}"
+        return self._call(lambda: self._head(name, what), what, absent=None)
 
     def _streaming(self) -> FastGets:
         return self._fast.get()
 
     def _stream(self, fast: FastGets, keys: list[str], expected_bytes: int | None,
-                runtime: "Runtime | None" = None) -> Iterator[tuple[str, bytes | None]]:
+                runtime: "Runtime | None" = None) -> Iterator[tuple[str, Versioned | None]]:
         """Whole objects as presigned GETs (botocore signs each URL, so endpoints, addressing,
         regions and session tokens are its business); the ETag check and decompression run on
-        workers; a failure, a 5xx, a 403, a redirect or a mismatch is done again by ``get``."""
+        workers; a failure, a 5xx, a 403, a redirect or a mismatch is done again by ``read``."""
         client, home = self._client.get(), fast.fetcher.origin  # type: ignore[union-attr]
         # a signed URL lists x-amz-request-payer among its signed headers; an unsigned one drops
         # it: either way the header itself must go with the GET
@@ -232,12 +293,13 @@ class S3Store(NetworkStore):
                 parts = urlsplit(f"{home}/cvl-origin-mismatch/{key}")
             return (f"{parts.path}?{parts.query}" if parts.query else parts.path), headers
 
-        def finish(key: str, answer: Reply) -> bytes | None | object:
+        def finish(key: str, answer: Reply) -> Versioned | None | object:
             return REDO if key in strays else self._finish(key, answer)
 
-        return fast.stream(keys, request, finish, self.get, expected_bytes, describe=self.url.key_url, runtime=runtime)
+        return fast.stream(keys, request, finish, self.read, expected_bytes, describe=self.url.key_url,
+                           runtime=runtime)
 
-    def _finish(self, key: str, answer: Reply) -> bytes | None | object:
+    def _finish(self, key: str, answer: Reply) -> Versioned | None | object:
         if answer.status == 404:
             return None
         if answer.status != 200:
@@ -245,42 +307,57 @@ class S3Store(NetworkStore):
         data, headers = bytes(answer.body), answer.headers
         return Later(lambda: self._checked(key, data, headers))
 
-    def _checked(self, key: str, data: bytes, headers: dict[str, str]) -> bytes | object:
-        """A streamed body, ETag-checked and decoded; REDO if the transfer was damaged."""
+    def _checked(self, key: str, data: bytes, headers: dict[str, str]) -> Versioned | object:
+        """A streamed body, ETag-checked and decoded, with its ETag; REDO if the transfer was damaged."""
         meta = {"ETag": headers.get("etag", ""), "ServerSideEncryption": headers.get("x-amz-server-side-encryption"),
                 "SSECustomerAlgorithm": headers.get("x-amz-server-side-encryption-customer-algorithm")}
         try:
             _verify_etag(meta, data)
         except Transient:
             return REDO
-        return decode_content(data, headers.get("content-encoding"), self.url.key_url(key))
+        return Versioned(decode_content(data, headers.get("content-encoding"), self.url.key_url(key)),
+                         self._generation(headers))
 
-    def put(self, key: str, data: bytes, *, content_type: str | None = None, content_encoding: str | None = None) -> None:
+    @property
+    def supports_conditional_writes(self) -> bool:
+        return True
+
+    def put(self, key: str, data: bytes, *, content_type: str | None = None, content_encoding: str | None = None,
+            if_generation: str | None = None) -> str | None:
+        """A PUT (``If-Match``/``If-None-Match: *`` under ``if_generation``); the new ETag."""
         args: dict[str, Any] = {"Bucket": self.url.netloc, "Key": self._name(key), "Body": bytes(data),
                                 "ContentType": content_type or "application/octet-stream", **self._extra}
         enc = compression.normalize(content_encoding)
         if enc:
             args["ContentEncoding"] = enc
-        self._call(lambda: self._client.get().put_object(**args), f"PUT {self.url.key_url(key)}")
+        if if_generation == ABSENT:
+            args["IfNoneMatch"] = "*"
+        elif if_generation is not None:
+            args["IfMatch"] = if_generation
+        what = f"PUT {self.url.key_url(key)}"
 
-    def create_exclusive(self, key: str, data: bytes) -> bool:
-        """A PUT with ``If-None-Match: *``: only the first of several writers succeeds."""
-        name = self._name(key)
-
-        def put() -> bool:
+        def upload() -> str | None:
             try:
-                self._client.get().put_object(Bucket=self.url.netloc, Key=name, Body=bytes(data), IfNoneMatch="*",
-                                              **self._extra)
-                return True
+                return self._client.get().put_object(**args).get("ETag") or None
             except ClientError as e:
-                status, code = _status(e)
-                if status == 412 or code == "PreconditionFailed":
-                    return False
-                if status == 409:  # ConditionalRequestConflict: a racing write; try again
-                    raise Transient(code or "conflict", status) from None
+                if if_generation is not None and self._lost_race(e, if_generation):
+                    # not retried: another writer's change is an answer. (After a retried try, it
+                    # may be our own first try that landed; callers who write unique bytes can tell.)
+                    if if_generation == ABSENT:
+                        raise ConflictError(f"{what} (if absent): the object exists: someone else created it") from None
+                    raise _changed(what, if_generation) from None
                 raise
 
-        return self._call(put, f"PUT (if absent) {self.url.key_url(key)}")
+        return self._call(upload, what)
+
+    @staticmethod
+    def _lost_race(e: ClientError, if_generation: str) -> bool:
+        """Whether a conditional PUT's refusal means the object is not at ``if_generation``."""
+        status, code = _status(e)
+        if status in (409, 412) or code in ("PreconditionFailed", "ConditionalRequestConflict"):
+            return True  # 409: a write raced ours
+        # If-Match on an object that is gone (NoSuchBucket is a 404 too, and stays an error)
+        return if_generation != ABSENT and status == 404 and code in ("NoSuchKey", "NotFound", "404")
 
     def delete(self, key: str) -> None:
         name = self._name(key)

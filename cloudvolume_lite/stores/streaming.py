@@ -1,6 +1,9 @@
-"""Whole-object gets streamed through a :class:`~.http_fetch.Fetcher`, with a slow lane: the
-answers the fetcher cannot use are done again by the store's own careful ``get`` (retries,
-redirects, SDK checks, error messages) on a few threads. Shared by the http and gs stores."""
+"""Whole-object reads streamed through a :class:`~.http_fetch.Fetcher`, with a slow lane: the
+answers the fetcher cannot use are done again by the store's own careful ``read`` (retries,
+redirects, SDK checks, error messages) on a few threads. Shared by the network stores.
+
+The values it passes on are the stores' (:class:`~.base.Versioned` from ``finish`` and the redo
+function, or ``None`` for absent); it never looks inside them."""
 
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ from ..errors import StoreError
 from .http_fetch import Failure, Fetcher, Reply
 
 if TYPE_CHECKING:
+    from .base import Versioned
     from ..runtime import Runtime
 
 #: what a ``finish`` function returns for an answer it cannot use: do that key the slow way
@@ -26,12 +30,12 @@ PAUSE = 60.0
 
 class Later:
     """What ``finish`` returns for work too slow for the fetching thread (decompressing, say):
-    ``fn()`` runs on a worker and returns the bytes, ``None`` or :data:`REDO`. While the
-    fetching thread inflates one chunk, no other request moves."""
+    ``fn()`` runs on a worker and returns the :class:`~.base.Versioned`, ``None`` or :data:`REDO`.
+    While the fetching thread inflates one chunk, no other request moves."""
 
     __slots__ = ("fn",)
 
-    def __init__(self, fn: Callable[[], "bytes | None | object"]):
+    def __init__(self, fn: Callable[[], "Versioned | None | object"]):
         self.fn = fn
 
 
@@ -70,14 +74,17 @@ class FastGets:
         return self.fetcher is not None and time.monotonic() >= self.off_until
 
     def stream(self, keys: list[str], request: Callable[[str], tuple[str, dict[str, str]]],
-               finish: Callable[[str, Reply], "bytes | None | object"], redo: Callable[[str], bytes | None],
+               finish: Callable[[str, Reply], "Versioned | None | object"],
+               redo: Callable[[str], Versioned | None],
                expected_bytes: int | None = None,
-               redo_until: Callable[[str, float | None], bytes | None] | None = None,
+               redo_until: Callable[[str, float | None], Versioned | None] | None = None,
                describe: Callable[[str], str] | None = None,
-               runtime: "Runtime | None" = None) -> Iterator[tuple[str, bytes | None]]:
-        """``(key, data)`` for each key, as they finish; ``request(key)`` is its (path, headers).
+               runtime: "Runtime | None" = None) -> Iterator[tuple[str, Versioned | None]]:
+        """``(key, Versioned | None)`` for each key, as they finish; ``request(key)`` is its
+        (path, headers).
 
-        ``finish(key, reply)`` turns an answer into the object's bytes (``None``: absent),
+        ``finish(key, reply)`` turns an answer into the object's :class:`~.base.Versioned` (its
+        generation from the reply's headers; ``None``: absent),
         :data:`REDO` or a :class:`Later`; failures and REDOs go to ``redo(key)``, whose errors
         are raised here. ``finish`` must copy what it keeps: the reply's buffer is reused.
         With a ``runtime``, the careful re-requests run on its ``fetch`` lane and the finishing
@@ -110,7 +117,7 @@ class FastGets:
             until = None if deadline is None else sent.get(key, time.monotonic()) + deadline
             return slow().submit(redo_until, key, until)
 
-        def settle(key: str, value: object) -> Iterator[tuple[str, bytes | None]]:
+        def settle(key: str, value: object) -> Iterator[tuple[str, Versioned | None]]:
             if isinstance(value, Later):
                 pending[work().submit(value.fn)] = (key, False)
             elif value is REDO:
@@ -122,7 +129,7 @@ class FastGets:
                 tally[0] += 1
                 yield key, value  # type: ignore[misc]
 
-        def collect(done: Iterable[Future]) -> Iterator[tuple[str, bytes | None]]:
+        def collect(done: Iterable[Future]) -> Iterator[tuple[str, Versioned | None]]:
             for f in done:
                 key, was_redo = pending.pop(f)
                 if was_redo:

@@ -21,8 +21,8 @@ from typing import Iterator
 
 import pytest
 
-from ..errors import RequestError, UnsupportedEncodingError
-from ..stores.base import Store
+from ..errors import ConflictError, RequestError, UnsupportedEncodingError
+from ..stores.base import ABSENT, Store, Versioned
 
 __all__ = ["StoreContract", "payload"]
 
@@ -118,7 +118,8 @@ class StoreContract:
 
     # -- capabilities ------------------------------------------------------------------------------
     def test_capabilities_are_booleans(self, store: Store) -> None:
-        for name in ("supports_writes", "supports_listing", "supports_conditional_create"):
+        for name in ("supports_writes", "supports_listing", "supports_conditional_create", "supports_generations",
+                     "supports_conditional_writes"):
             assert isinstance(getattr(store, name, True), bool), name
 
     # -- reading -----------------------------------------------------------------------------------
@@ -362,6 +363,125 @@ class StoreContract:
         assert store.create_exclusive(k("lock"), b"me") is True
         assert store.create_exclusive(k("lock"), b"you") is False  # the second one loses
         assert store.get(k("lock")) == b"me" and self.stored(store, k("lock")) == b"me"
+
+    # -- generations -------------------------------------------------------------------------------
+    def _require_generations(self, store: Store) -> None:
+        if not self.capability(store, "supports_generations"):
+            pytest.skip(f"{type(store).__name__} has no generations (supports_generations is False)")
+
+    def _require_cas(self, store: Store) -> None:
+        if not (self._writable(store) and self.capability(store, "supports_conditional_writes")):
+            pytest.skip(f"{type(store).__name__} cannot write conditionally (supports_conditional_writes is False)")
+
+    def test_read_reports_the_generation(self, store: Store) -> None:
+        """A read names the generation its bytes came from; it changes when the object does."""
+        self._require_generations(store)
+        k = self.key
+        assert store.read(k("gen")) is None and store.stat(k("gen")) is None
+        self.seed(store, k("gen"), payload(600, seed=3))
+        first = store.read(k("gen"))
+        assert isinstance(first, Versioned) and first.data == payload(600, seed=3)
+        assert isinstance(first.generation, str) and first.generation
+        assert store.read(k("gen")).generation == first.generation == store.stat(k("gen"))  # type: ignore[union-attr]
+        self.seed(store, k("gen"), payload(600, seed=4))  # same size, other bytes
+        second = store.read(k("gen"))
+        assert second is not None and second.data == payload(600, seed=4)
+        assert second.generation != first.generation and store.stat(k("gen")) == second.generation
+        got = dict(store.iter_read([k("gen"), k("nope")]))
+        assert got == {k("gen"): second, k("nope"): None}
+
+    def test_ranged_read_reports_the_generation(self, store: Store) -> None:
+        self._require_generations(store)
+        if not self.byte_ranges:
+            pytest.skip("no byte ranges here")
+        k = self.key
+        self.seed(store, k("rg"), payload(5000, seed=5))
+        gen = store.stat(k("rg"))
+        assert store.read(k("rg"), (10, 60)) == Versioned(payload(5000, seed=5)[10:60], gen)
+        assert store.read(k("rg"), (100, 200), if_match=gen) == Versioned(payload(5000, seed=5)[100:200], gen)
+        assert store.read(k("nope"), (0, 10)) is None
+
+    def test_if_match_refuses_another_generation(self, store: Store) -> None:
+        """Bytes read under ``if_match`` come from that generation or not at all: a reader
+        that located something in one version never reads another version's bytes."""
+        self._require_generations(store)
+        k = self.key
+        self.seed(store, k("m"), payload(3000, seed=6))
+        old = store.stat(k("m"))
+        assert store.read(k("m"), if_match=old) == Versioned(payload(3000, seed=6), old)
+        self.seed(store, k("m"), payload(3000, seed=7))
+        with pytest.raises(ConflictError):
+            store.read(k("m"), if_match=old)
+        if self.byte_ranges:
+            with pytest.raises(ConflictError):
+                store.read(k("m"), (0, 100), if_match=old)
+        if self._writable(store):
+            store.delete(k("m"))
+            with pytest.raises(ConflictError):
+                store.read(k("m"), if_match=old)
+
+    def test_if_none_match_revalidates(self, store: Store) -> None:
+        """``if_none_match`` answers "unchanged" without the bytes, or the new bytes."""
+        self._require_generations(store)
+        k = self.key
+        self.seed(store, k("n"), payload(2000, seed=8))
+        gen = store.stat(k("n"))
+        assert store.read(k("n"), if_none_match=gen) == Versioned(None, gen)
+        self.seed(store, k("n"), payload(2000, seed=9))
+        fresh = store.read(k("n"), if_none_match=gen)
+        assert fresh is not None and fresh.data == payload(2000, seed=9) and fresh.generation != gen
+
+    def test_put_returns_the_generation(self, store: Store) -> None:
+        self._require_generations(store)
+        self._require_writes(store)
+        k = self.key
+        gen = store.put(k("p"), b"written")
+        assert gen is None or gen == store.stat(k("p"))
+        assert store.read(k("p")).data == b"written"  # type: ignore[union-attr]
+
+    def test_conditional_put(self, store: Store) -> None:
+        """``if_generation`` is compare-and-swap: the write lands only on the generation named."""
+        self._require_cas(store)
+        k = self.key
+        gen = store.put(k("c"), b"one", if_generation=ABSENT)
+        with pytest.raises(ConflictError):
+            store.put(k("c"), b"two", if_generation=ABSENT)  # it exists now
+        assert self.stored(store, k("c")) == b"one"
+        gen = store.stat(k("c"))
+        new = store.put(k("c"), b"two", if_generation=gen)
+        assert self.stored(store, k("c")) == b"two" and store.get(k("c")) == b"two"
+        with pytest.raises(ConflictError):
+            store.put(k("c"), b"three", if_generation=gen)  # that generation is gone
+        assert self.stored(store, k("c")) == b"two"
+        self.seed(store, k("c"), b"behind its back")
+        with pytest.raises(ConflictError):
+            store.put(k("c"), b"four", if_generation=new or store.stat(k("c")) + "x")  # type: ignore[operator]
+        assert self.stored(store, k("c")) == b"behind its back"
+
+    def test_compare_and_swap_loses_no_update(self, store: Store) -> None:
+        """Threads incrementing one counter by read, modify, conditional write, retried on
+        conflict: every increment is kept."""
+        self._require_cas(store)
+        k = self.key
+        store.put(k("count"), b"0")
+        threads, each = 4, 6
+
+        def bump(_: int) -> int:
+            conflicts = 0
+            for _ in range(each):
+                while True:
+                    got = store.read(k("count"))
+                    assert got is not None
+                    try:
+                        store.put(k("count"), str(int(got.data) + 1).encode(), if_generation=got.generation)  # type: ignore[arg-type]
+                        break
+                    except ConflictError:
+                        conflicts += 1
+            return conflicts
+
+        with ThreadPoolExecutor(threads) as pool:
+            list(pool.map(bump, range(threads)))
+        assert int(self.stored(store, k("count"))) == threads * each  # type: ignore[arg-type]
 
     # -- listing -----------------------------------------------------------------------------------
     def test_list(self, store: Store) -> None:
