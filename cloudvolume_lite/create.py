@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
-from typing import Any, Sequence
+import random
+import time
+from typing import Any, Callable, ContextManager, Sequence
 
 import numpy as np
 
 from .codecs import get_codec
-from .errors import InfoError, RequestError
+from .errors import ConflictError, InfoError, RequestError, StoreError, UnsupportedEncodingError
 from .info import DATA_TYPES, MAX_MINISHARD_BITS, Info, Scale, Sharding
 from .sharding import propose_sharding
 from .stores import Store
+from .stores.base import ABSENT
 
 #: what each encoding can hold: (dtypes or None for any, channel counts or None for any)
 _LIMITS: dict[str, tuple[tuple[str, ...] | None, tuple[int, ...] | None]] = {
@@ -204,10 +208,12 @@ def from_numpy(
 
 def write_info(store: Store, info: Info, overwrite: bool) -> None:
     """Write ``info``, refusing to replace a different existing one unless ``overwrite``."""
-    old = store.get("info")
-    if old is not None and not overwrite:
+
+    def change(old: Info | None, raw: bytes | None) -> Info | None:
+        if raw is None or overwrite:
+            return info
         try:
-            same = json.loads(old) == info.to_json()
+            same = json.loads(raw) == info.to_json()
         except ValueError:
             same = False
         if not same:
@@ -215,8 +221,47 @@ def write_info(store: Store, info: Info, overwrite: bool) -> None:
                 f"a different info already exists at {store.url.key_url('info')}; "
                 "open it with Volume(url), or pass overwrite=True to replace it"
             )
-        return
-    store.put("info", info.to_bytes(), content_type="application/json")
+        return None
+
+    update_info(store, change, parse=False)
+
+
+def update_info(store: Store, change: Callable[[Info | None, bytes | None], Info | None], parse: bool = True
+                ) -> Info | None:
+    """Read ``info``, ``change(info, raw bytes)`` it and write the result back (``None``:
+    nothing to write); the written info, or None.
+
+    The write is conditional on the generation read (compare-and-swap), and on a conflict
+    (another writer changed info meanwhile) it is all done again from a fresh read, so writers
+    adding scales at once keep each other's. A store that cannot write conditionally does it
+    under its lock instead (flock, a lease), or, if it cannot lock either, unguarded.
+    """
+    where = store.url.key_url("info")
+
+    def attempt(cond: bool) -> Info | None:
+        got = store.read("info")
+        raw = None if got is None else got.data
+        old = Info.from_bytes(raw, where) if (parse and raw is not None) else None
+        new = change(old, raw)
+        if new is None:
+            return None
+        gen = None if not cond else (ABSENT if got is None else got.generation)
+        store.put("info", new.to_bytes(), content_type="application/json", if_generation=gen)
+        return new
+
+    if store.supports_conditional_writes:
+        for n in range(64):
+            try:
+                return attempt(True)
+            except ConflictError:
+                time.sleep(min(0.2, 0.002 * 2 ** min(n, 7)) * random.random())
+        raise StoreError(f"{where} was changed by other writers on each of 64 tries to update it; try again later")
+    try:
+        guard: ContextManager[None] = store.lock("info")
+    except UnsupportedEncodingError:
+        guard = contextlib.nullcontext()
+    with guard:
+        return attempt(False)
 
 
 def with_scale(info: Info, base: Scale, factor: Sequence[int], chunk_size=None, encoding=None,

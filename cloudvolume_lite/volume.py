@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
-from typing import TYPE_CHECKING, Any, ContextManager, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
 from .bbox import Bbox, Request, normalize_key
 from .stores.lru import ChunkLRU, LRUStore
+from .stores.recheck import Recheck, RecheckSetting
 from .stores.disk_cache import DiskCache, DiskCacheStore, VolumeCache, default_cache_dir
-from .errors import InfoError, RequestError, StoreError, UnsupportedEncodingError
+from .errors import InfoError, RequestError, StoreError
 from .info import Info, Scale
 from .stores.sharded import ShardedStore
 from .read import ReadOptions
@@ -55,12 +55,13 @@ class Volume:
         retry: RetryPolicy | None = None,
         timeout: float | None = None,
         decode_threads: int | None = None,
+        recheck: RecheckSetting = "open",
     ):
         self._args = dict(
             url=url, fill_missing=fill_missing, bounded=bounded, lru_bytes=lru_bytes, cache=cache,
             cache_bytes=cache_bytes, parallel=check_parallel(parallel), progress=progress, secrets=secrets,
             stores=stores, compress=compress, locking=locking, retry=with_timeout(retry, timeout),
-            decode_threads=check_decode_threads(decode_threads),
+            decode_threads=check_decode_threads(decode_threads), recheck=Recheck(recheck).setting,
         )
         self._setup(mip, info=None)
 
@@ -75,6 +76,8 @@ class Volume:
         self.compress = compress  # transport compression for writes (see writer.transport_encoding)
         # writers that may touch the same chunk or shard take a lock around read-modify-write
         self.locking = bool(a.get("locking", False))
+        #: how stale cached chunks and shard indices may be (see stores/recheck.py); "open" by default
+        self.recheck = Recheck(a.get("recheck", "open"))
         if lru_bytes < 0:
             raise RequestError(f"lru_bytes must be >= 0, got {lru_bytes}")
         self._lru = ChunkLRU(lru_bytes) if lru_bytes else None
@@ -216,18 +219,18 @@ class Volume:
         if m not in self._scale_stores:
             store = self.uncached_store(m)
             if self._disk is not None:
-                store = DiskCacheStore(store, self._disk)
+                store = DiskCacheStore(store, self._disk, recheck=self.recheck)
             if self._lru is not None:
-                store = LRUStore(store, self._lru)
+                store = LRUStore(store, self._lru, recheck=self.recheck)
             self._scale_stores[m] = store
         return self._scale_stores[m]
 
     def uncached_store(self, mip: int | None = None) -> Store:
-        """A scale's chunks without the LRU or disk cache (what locked read-modify-write reads)."""
+        """A scale's chunks without the LRU or disk cache."""
         mip = self._mip_index(mip)
         scale = self._info.scales[mip]
         store = self._store.child(scale.key)
-        return ShardedStore(store, scale) if scale.sharding is not None else store
+        return ShardedStore(store, scale, recheck=self.recheck) if scale.sharding is not None else store
 
     @property
     def lru(self) -> ChunkLRU | None:
@@ -320,9 +323,8 @@ class Volume:
 
     def _write(self, key: Any, array: Any, mip: int, zero_chunks: ZeroPolicy = "write") -> None:
         store = self.chunk_store(mip)
-        # under a lock, read what is stored now, not what this process's caches remember
-        reader = self.uncached_store(mip) if self.locking else store
-        _writer.write(self.runtime, self._info.scales[mip], store, reader, key, array, self.write_options, mip,
+        # partial chunks are read through the caches to the store itself (see writer.py)
+        _writer.write(self.runtime, self._info.scales[mip], store, key, array, self.write_options, mip,
                       zero_chunks)
 
     def __setitem__(self, key: Any, array: Any) -> None:
@@ -356,13 +358,17 @@ class Volume:
         mips may move up by one). With ``downsample=True`` the new scale is filled at once.
         """
         base = self._info.scales[0 if from_mip is None else self._mip_index(from_mip)]
-        # read, change and write info under the store's lock (flock on disk, a lease object on
-        # S3/GCS), so that writers adding scales at the same time do not lose each other's
-        with self._info_lock():
-            fresh = Info.from_bytes(self._store.get("info") or self._info.to_bytes(), self.url)
-            info, index = _create.with_scale(fresh, base, factor, chunk_size, encoding, sharding)
-            if info is not fresh:
-                self._store.put("info", info.to_bytes(), content_type="application/json")
+        # info is changed by compare-and-swap (or under the store's lock where it has no
+        # conditional writes), so writers adding scales at the same time keep each other's
+        added: list[tuple[Info, int]] = []
+
+        def change(fresh: Info | None, raw: bytes | None) -> Info | None:
+            info, index = _create.with_scale(fresh or self._info, base, factor, chunk_size, encoding, sharding)
+            added[:] = [(info, index)]
+            return None if info is fresh else info
+
+        _create.update_info(self._store, change)
+        info, index = added[0]
         current = self.scale
         self._info = info
         self._scale_stores.clear()
@@ -370,13 +376,6 @@ class Volume:
         if downsample:
             self.downsample(index)
         return index
-
-    def _info_lock(self) -> ContextManager[None]:
-        """The lock on ``info``, or none where the store cannot lock (a plug-in store, say)."""
-        try:
-            return self._store.lock("info")
-        except UnsupportedEncodingError:
-            return contextlib.nullcontext()
 
     def downsample(self, mip: int, source_mip: int | None = None, method: str | None = None) -> None:
         """Fill scale ``mip`` from ``source_mip`` (default ``mip - 1``): averages for images,

@@ -16,6 +16,7 @@ from .progress import tracked
 from .runtime import Runtime
 from .sharding import ShardLayout
 from .stores import Store
+from .stores.base import Update
 
 ZeroPolicy = Literal["write", "skip", "delete"]
 _IMAGE_CODECS = ("jpeg", "png", "jxl")
@@ -84,10 +85,11 @@ def groups_of_cells(scale: Scale, cells: list[tuple[int, int, int]]) -> list[lis
     return list(groups.values())
 
 
-def write(rt: Runtime, scale: Scale, store: Store, reader: Store, key: Any, array: Any, opts: WriteOptions,
+def write(rt: Runtime, scale: Scale, store: Store, key: Any, array: Any, opts: WriteOptions,
           mip: int, zero_chunks: ZeroPolicy = "write") -> None:
     """``vol[key] = array`` at ``scale`` (mip index ``mip``, for messages): chunks go to
-    ``store``; partial chunks are read from ``reader`` (the uncached store when locking)."""
+    ``store``, partial ones by ``store.update_many`` (read-modify-write, conditional where the
+    store can write conditionally; the caches read those through to the store behind them)."""
     if zero_chunks not in ("write", "skip", "delete"):
         raise RequestError(f"zero_chunks must be 'write', 'skip' or 'delete', got {zero_chunks!r}")
     req = normalize_key(key, scale.bounds, opts.num_channels)
@@ -103,23 +105,30 @@ def write(rt: Runtime, scale: Scale, store: Store, reader: Store, key: Any, arra
     nc = opts.num_channels
     all_channels = req.channels == slice(0, nc, 1)
 
-    def chunk_bytes(cell: tuple[int, int, int]) -> bytes | None | bool:
-        """Encoded bytes for one chunk, ``None`` to delete it, ``False`` to leave it alone."""
+    def encoded(data: np.ndarray, spec: ChunkSpec) -> bytes | None | bool:
+        if zero_chunks != "write" and not np.any(data):
+            return None if zero_chunks == "delete" else False
+        return compression.compress(codec.encode(data, spec), enc)
+
+    def chunk_item(cell: tuple[int, int, int]) -> bytes | None | bool | Update:
+        """Encoded bytes for one chunk (``None``: delete it, ``False``: leave it alone), or,
+        for a chunk the write covers only in part, the read-modify-write that makes them."""
         cb = scale.chunk_bbox(cell)
         inter = cb.intersection(req.bbox)
         src = tuple(slice(l - r, h - r) for l, h, r in zip(inter.minpt, inter.maxpt, req.bbox.minpt))
         name = scale.chunk_name(cell)
         spec = ChunkSpec((*cb.size, nc), opts.dtype, scale, store.url.key_url(name))  # type: ignore[arg-type]
         if inter == cb and all_channels:
-            data = arr[src]
-        else:  # read-modify-write: keep the voxels this write does not cover
-            old = reader.get(name)
+            return encoded(arr[src], spec)
+        dst = tuple(slice(l - c, h - c) for l, h, c in zip(inter.minpt, inter.maxpt, cb.minpt))
+
+        def modify(old: bytes | None) -> bytes | None | bool:
+            # keep the voxels this write does not cover
             data = np.zeros(spec.shape, opts.dtype, order="F") if old is None else np.array(codec.decode(old, spec), order="F")
-            dst = tuple(slice(l - c, h - c) for l, h, c in zip(inter.minpt, inter.maxpt, cb.minpt))
             data[(*dst, req.channels)] = arr[src]
-        if zero_chunks != "write" and not np.any(data):
-            return None if zero_chunks == "delete" else False
-        return compression.compress(codec.encode(data, spec), enc)
+            return encoded(data, spec)
+
+        return modify
 
     def one_group(cells: list[tuple[int, int, int]]) -> None:
         if not opts.locking:
@@ -128,13 +137,15 @@ def write(rt: Runtime, scale: Scale, store: Store, reader: Store, key: Any, arra
             return write_group(cells)
 
     def write_group(cells: list[tuple[int, int, int]]) -> None:
-        items: dict[str, bytes | None] = {}
+        # partial chunks are read-modify-written by compare-and-swap where the store can (and
+        # redone if another writer changed them meanwhile); under locking the lock guards them
+        items: dict[str, bytes | None | Update] = {}
         for cell in cells:
-            out = chunk_bytes(cell)
+            out = chunk_item(cell)
             if out is not False:
                 items[scale.chunk_name(cell)] = out  # type: ignore[assignment]
         if items:
-            store.put_many(items, content_encoding=enc, content_type=_content_type(scale))
+            store.update_many(items, content_encoding=enc, content_type=_content_type(scale))
 
     groups = groups_of_cells(scale, list(scale.cells(req.bbox)))
     with tracked(one_group, len(groups), "cvl write", rt.progress) as fn:

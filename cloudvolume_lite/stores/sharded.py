@@ -8,17 +8,21 @@ indices are cached (bounded), so a warm chunk read is one ranged GET.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ContextManager, Iterable, Iterator, Mapping, Sequence
+import random
+import time
+from typing import TYPE_CHECKING, Callable, ContextManager, Iterable, Iterator, Mapping, NamedTuple, Sequence, TypeVar
 
 import numpy as np
 
 from .. import compression
-from ..errors import DecodeError, RequestError
+from ..errors import ConflictError, DecodeError, RequestError, StoreError
 from ..info import Scale
 from ..sharding import ShardLayout, morton_decode
-from .base import ByteRange, Store, WrapperStore
-from .batch import Groups
+from .base import ABSENT, ByteRange, Store, Update, Versioned, WrapperStore
+from .batch import Groups, data_only
 from .lru import ChunkLRU
+from .recheck import Recheck
+from .retry import get_ranges_coalesced
 from .shard_index import MAX_RANGE, MinishardIndex, ShardIndex, build_shard, parse_minishard_index
 from .url import StoreURL
 
@@ -28,66 +32,153 @@ if TYPE_CHECKING:
 _WHOLE_INDEX_LIMIT = 1 << 16  # read a shard's whole index when it is at most this many bytes
 #: chunks of one shard read as one group of a batch, at most
 GROUP_MOST = 512
+T = TypeVar("T")
+#: reads of a shard that other writers keep changing are tried this many times (backing off
+#: up to a quarter of a second between tries, about 3 s in all), then fail
+ATTEMPTS = 16
+
+
+class Indexed(NamedTuple):
+    """A cached shard or minishard index, the shard generation it was read from, and when
+    it was last known to be current (``time.time()``)."""
+
+    value: "ShardIndex | MinishardIndex | None"
+    generation: str | None
+    at: float
+
+
+def _index_size(entry: Indexed) -> int:
+    return getattr(entry.value, "nbytes", 64)
+
+
+class _Changed(Exception):
+    """The shard changed under a read: forget its indices and read again."""
+
 
 class ShardedStore(WrapperStore):
-    """Chunks of one sharded scale, addressed by their unsharded chunk names."""
+    """Chunks of one sharded scale, addressed by their unsharded chunk names.
 
-    def __init__(self, inner: Store, scale: Scale, index_cache_bytes: int = 64 << 20):
+    Generations: a chunk's generation is its shard file's. Cached indices remember the shard
+    generation they came from, and chunk bytes are read on the condition that the shard is
+    still at it (``read(..., if_match=)``): when another writer has rewritten the shard, the
+    indices are read again and the read retried, so a reader sees the old chunk or the new
+    one, never bytes of another. An answer "absent" from cached indices is as fresh as
+    ``recheck`` asks. Shard rewrites are compare-and-swap on the generation read, retried on
+    conflict, when the inner store can write conditionally: writers of one shard keep each
+    other's chunks without a lock.
+    """
+
+    def __init__(self, inner: Store, scale: Scale, index_cache_bytes: int = 64 << 20,
+                 recheck: Recheck | None = None):
         if scale.sharding is None:
             raise RequestError(f"scale {scale.key} is not sharded")
         super().__init__(inner)
         self.layout = ShardLayout(scale.sharding, scale)
-        self._indices = ChunkLRU(index_cache_bytes, sizeof=lambda v: getattr(v, "nbytes", 64))
+        self.recheck = recheck if recheck is not None else Recheck("open")
+        self._index_cache_bytes = index_cache_bytes
+        self._indices = ChunkLRU(index_cache_bytes, sizeof=_index_size)
 
     def _where(self, shard: int) -> str:
         return self.inner.url.key_url(self.layout.shard_name(shard))
 
-    def _ranged(self, shard: int, rng: ByteRange, what: str) -> bytes | None:
+    def _ranged(self, shard: int, rng: ByteRange, what: str, gen: str | None = None) -> Versioned | None:
+        """Stored bytes ``rng`` of a shard, from generation ``gen`` when given (else any)."""
         if rng[1] - rng[0] > MAX_RANGE or rng[0] < 0 or rng[1] < rng[0]:
             raise DecodeError(f"{what} in {self._where(shard)} has an implausible byte range {rng}; the shard is corrupt")
-        data = self.inner.get(self.layout.shard_name(shard), rng)
-        if data is not None and len(data) != rng[1] - rng[0]:
+        try:
+            got = self.inner.read(self.layout.shard_name(shard), rng, if_match=gen)
+        except ConflictError:
+            raise _Changed() from None
+        if got is None:
+            return None
+        if got.data is None or len(got.data) != rng[1] - rng[0]:
             raise DecodeError(
-                f"{what} in {self._where(shard)}: asked for bytes {rng[0]}-{rng[1]}, got {len(data)}; "
-                "the shard is truncated"
+                f"{what} in {self._where(shard)}: asked for bytes {rng[0]}-{rng[1]}, got "
+                f"{0 if got.data is None else len(got.data)}; the shard is truncated"
             )
-        return data
+        return got
 
-    def _minishard_range(self, shard: int, mini: int) -> tuple[int, int] | None:
-        """[start, end) of a minishard index relative to the index end, None if absent/empty."""
+    # -- indices ----------------------------------------------------------------------------------
+    def _cached(self, key: tuple, load: "Callable[[], Indexed | None]") -> Indexed | None:
+        return self._indices.fetch(key, load)
+
+    def _shard_index(self, shard: int) -> Indexed | None:
+        """The whole shard index (when small) and its generation; None if the shard is absent."""
+
+        def load() -> Indexed | None:
+            got = self._ranged(shard, (0, self.layout.index_bytes), "shard index")
+            if got is None:
+                return None
+            table = ShardIndex(np.frombuffer(got.data, "<u8").reshape(-1, 2))  # type: ignore[arg-type]
+            return Indexed(table, got.generation, time.time())
+
+        return self._cached(("shard", shard), load)
+
+    def _minishard_range(self, shard: int, mini: int) -> tuple[tuple[int, int] | None, str | None] | None:
+        """([start, end) of a minishard index relative to the index end, or None if empty;
+        the shard generation), or None if the shard is absent."""
         ib = self.layout.index_bytes
         if ib <= _WHOLE_INDEX_LIMIT:
-            table = self._indices.fetch(("shard", shard), lambda: self._load_shard_index(shard))
-            if table is None:
+            entry = self._shard_index(shard)
+            if entry is None:
                 return None
-            start, end = int(table.entries[mini, 0]), int(table.entries[mini, 1])
+            table, gen = entry.value, entry.generation
+            start, end = int(table.entries[mini, 0]), int(table.entries[mini, 1])  # type: ignore[union-attr]
         else:
-            raw = self._ranged(shard, (16 * mini, 16 * mini + 16), "shard index entry")
-            if raw is None:
+            got = self._ranged(shard, (16 * mini, 16 * mini + 16), "shard index entry")
+            if got is None:
                 return None
-            start, end = (int(v) for v in np.frombuffer(raw, "<u8"))
+            gen = got.generation
+            start, end = (int(v) for v in np.frombuffer(got.data, "<u8"))  # type: ignore[arg-type]
         if end < start:
             raise DecodeError(f"shard index of {self._where(shard)} has entry {mini} ending before it starts")
-        return None if start == end else (start, end)
+        return (None if start == end else (start, end)), gen
 
-    def _load_shard_index(self, shard: int) -> "ShardIndex | None":
-        raw = self._ranged(shard, (0, self.layout.index_bytes), "shard index")
-        return None if raw is None else ShardIndex(np.frombuffer(raw, "<u8").reshape(-1, 2))
+    def _minishard(self, shard: int, mini: int) -> Indexed | None:
+        """A minishard index (value None: the minishard is empty) with its shard generation;
+        None if the shard is absent. Raises _Changed if the shard changed while it was read."""
 
-    def _minishard(self, shard: int, mini: int) -> MinishardIndex | None:
-        def load() -> MinishardIndex | None:
-            rng = self._minishard_range(shard, mini)
+        def load() -> Indexed | None:
+            found = self._minishard_range(shard, mini)
+            if found is None:
+                return None
+            rng, gen = found
             if rng is None:
-                return None
+                return Indexed(None, gen, time.time())
             ib = self.layout.index_bytes
-            raw = self._ranged(shard, (ib + rng[0], ib + rng[1]), f"minishard {mini} index")
-            if raw is None:
-                return None
+            got = self._ranged(shard, (ib + rng[0], ib + rng[1]), f"minishard {mini} index", gen)
+            if got is None:
+                raise _Changed()  # the shard vanished after its index was read
+            raw = got.data
             if self.layout.sharding.minishard_index_encoding == "gzip":
                 raw = compression.decompress(raw, "gzip", f"minishard {mini} index in {self._where(shard)}")
-            return parse_minishard_index(raw, ib, self._where(shard))
+            return Indexed(parse_minishard_index(raw, ib, self._where(shard)), gen, time.time())  # type: ignore[arg-type]
 
-        return self._indices.fetch(("mini", shard, mini), load)
+        return self._cached(("mini", shard, mini), load)
+
+    def _locate(self, shard: int, mini: int, cid: int) -> tuple[tuple[int, int] | None, str | None, bool]:
+        """(the chunk's byte range or None, the shard generation, whether the answer came from
+        indices old enough for ``recheck`` to ask about them)."""
+        entry = self._minishard(shard, mini)
+        if entry is None:
+            return None, None, False
+        loc = None if entry.value is None else entry.value.find(cid)  # type: ignore[union-attr]
+        return loc, entry.generation, self.recheck.due(entry.at)
+
+    def _still(self, shard: int, gen: str | None, minis: Iterable[int] = ()) -> bool:
+        """Whether the shard is still at ``gen`` (asked of the store); refreshes the cached
+        indices' time when it is, forgets them when not."""
+        if gen is None:
+            return True  # the store cannot tell: nothing better to do than trust the indices
+        if self.inner.stat(self.layout.shard_name(shard)) != gen:
+            self._forget(shard)
+            return False
+        now = time.time()
+        for key in [("shard", shard)] + [("mini", shard, m) for m in minis]:
+            entry = self._indices.get(key)
+            if entry is not None and entry.generation == gen:
+                self._indices.put(key, entry._replace(at=now))
+        return True
 
     def _chunk_location(self, key: str) -> tuple[int, int, int]:
         cell = self.layout.cell_of(key)
@@ -95,67 +186,129 @@ class ShardedStore(WrapperStore):
         shard, mini = self.layout.locate(cid)
         return int(cid[0]), int(shard[0]), int(mini[0])
 
+    # -- reading ------------------------------------------------------------------------------------
     def get(self, key: str, byte_range: ByteRange | None = None) -> bytes | None:
+        got = self.read(key, byte_range)
+        return None if got is None else got.data
+
+    def read(self, key: str, byte_range: ByteRange | None = None, *, if_match: str | None = None,
+             if_none_match: str | None = None) -> Versioned | None:
+        """A chunk with its shard's generation (conditions are on the shard's generation)."""
         if byte_range is not None:
             raise RequestError("byte ranges of chunks inside a shard are not supported; read the whole chunk")
         cid, shard, mini = self._chunk_location(key)
-        try:
-            return self._get_chunk(key, cid, shard, mini)
-        except DecodeError:
-            # the shard may have been rewritten since its indices were cached: read them afresh
-            # once; a second failure is real damage
-            self._forget(shard)
-            return self._get_chunk(key, cid, shard, mini)
+        if if_match is not None or if_none_match is not None:
+            now = self.inner.stat(self.layout.shard_name(shard))
+            if if_none_match is not None and now == if_none_match:
+                return Versioned(None, now)
+            if if_match is not None and now != if_match:
+                raise ConflictError(f"{self._where(shard)} is not at generation {if_match} (it is at "
+                                    f"{now or 'nothing'}): another writer changed it")
+            got = self._attempts(shard, lambda: self._get_chunk(key, cid, shard, mini, must=now))
+            if got is None and if_match is not None:
+                raise ConflictError(f"chunk {key} is not in {self._where(shard)} at generation {if_match}")
+            return got
+        return self._attempts(shard, lambda: self._get_chunk(key, cid, shard, mini))
 
-    def _get_chunk(self, key: str, cid: int, shard: int, mini: int) -> bytes | None:
-        index = self._minishard(shard, mini)
-        loc = None if index is None else index.find(cid)
+    def _attempts(self, shard: int, fn: "Callable[[], T]") -> "T":
+        """``fn()``, again with fresh indices while the shard changes under it (a bounded number
+        of times). Without generations a DecodeError may be stale indices too: once more."""
+        for attempt in range(ATTEMPTS):
+            try:
+                return fn()
+            except _Changed:
+                self._forget(shard)
+            except DecodeError:
+                if attempt or self.inner.supports_generations:
+                    raise
+                self._forget(shard)
+            time.sleep(min(0.25, 0.001 * 2 ** attempt) * random.random())
+        raise StoreError(f"{self._where(shard)} changed on each of {ATTEMPTS} reads: another writer keeps rewriting "
+                         "it; try again later")
+
+    def _get_chunk(self, key: str, cid: int, shard: int, mini: int, must: str | None = None) -> Versioned | None:
+        loc, gen, due = self._locate(shard, mini, cid)
+        if must is not None and gen != must:
+            raise _Changed()  # cached indices are of another generation than the shard's now
         if loc is None:
+            if due and must is None and not self._still(shard, gen, [mini]):
+                raise _Changed()
             return None
-        data = self._ranged(shard, loc, f"chunk {key}")
-        if data is None:
-            return None  # the shard vanished between index read and data read
+        got = self._ranged(shard, loc, f"chunk {key}", gen)
+        if got is None:
+            raise _Changed()  # the shard vanished between index read and data read
+        data = got.data
         if self.layout.sharding.data_encoding == "gzip":
             data = compression.decompress(data, "gzip", f"chunk {key} in {self._where(shard)}")
-        return data
+        return Versioned(data, gen if gen is not None else got.generation)
 
     def lock(self, key: str) -> "ContextManager[None]":
         """Locking a chunk locks its whole shard file: a shard is rewritten as one object."""
         _, shard, _ = self._chunk_location(key)
         return self.inner.lock(self.layout.shard_name(shard))
 
-    def _shard_chunks(self, shard: int, members: list[tuple[str, int, int]]) -> dict[str, bytes | None]:
-        got: dict[str, bytes | None] = {}
+    def _shard_chunks(self, shard: int, members: list[tuple[str, int, int]]) -> dict[str, Versioned | None]:
+        """Chunks of one shard, all from one generation of it (raises _Changed when the shard
+        changed under the read)."""
+        got: dict[str, Versioned | None] = {}
         if self._dense(len(members)):
             # most of the shard is wanted: one request for the whole file beats many
-            found = self._read_all(shard, {cid for _, cid, _ in members})
+            whole = self.inner.read(self.layout.shard_name(shard))
+            found = {} if whole is None else self._parse_shard(shard, whole.data, {cid for _, cid, _ in members})  # type: ignore[arg-type]
             for key, cid, _ in members:
-                got[key] = found.get(cid)
+                data = found.get(cid)
+                got[key] = None if data is None else Versioned(data, whole.generation)  # type: ignore[union-attr]
             return got
         located: list[tuple[str, tuple[int, int]]] = []
+        gens: set[str | None] = set()
+        stale: list[int] = []  # minishards whose "absent" answers recheck asks about
         for key, cid, mini in members:
-            index = self._minishard(shard, mini)
-            loc = None if index is None else index.find(cid)
+            loc, gen, due = self._locate(shard, mini, cid)
+            if gen is not None or loc is not None:
+                gens.add(gen)
             if loc is None:
                 got[key] = None
+                if due:
+                    stale.append(mini)
             else:
                 located.append((key, loc))
+        if len(gens) > 1:
+            raise _Changed()  # indices cached from different versions of the shard
+        gen = next(iter(gens), None)
+        if stale and not self._still(shard, gen, stale):
+            raise _Changed()
         if not located:
             return got
-        name = self.layout.shard_name(shard)
-        ranges = [loc for _, loc in located]
         for _, (a, b) in located:
             if b - a > MAX_RANGE or b < a:
                 raise DecodeError(f"{self._where(shard)} has an implausible chunk range {(a, b)}; the shard is corrupt")
-        datas = self.inner.get_ranges(name, ranges)
+        datas = self._read_ranges(shard, [loc for _, loc in located], gen)
         for (key, (a, b)), data in zip(located, datas):
-            if data is not None and len(data) != b - a:
+            if data is None:
+                raise _Changed()  # the shard vanished after its indices were read
+            if len(data) != b - a:
                 raise DecodeError(f"chunk {key} in {self._where(shard)}: asked for bytes {a}-{b}, got {len(data)}; "
                                   "the shard is truncated")
-            if data is not None and self.layout.sharding.data_encoding == "gzip":
+            if self.layout.sharding.data_encoding == "gzip":
                 data = compression.decompress(data, "gzip", f"chunk {key} in {self._where(shard)}")
-            got[key] = data
+            got[key] = Versioned(data, gen)
         return got
+
+    def _read_ranges(self, shard: int, ranges: list[tuple[int, int]], gen: str | None) -> list[bytes | None]:
+        """Stored byte ranges of a shard, all from generation ``gen`` (when known); a network
+        store's nearby ranges come back in one request."""
+        name = self.layout.shard_name(shard)
+
+        def one(rng: ByteRange) -> bytes | None:
+            try:
+                got = self.inner.read(name, rng, if_match=gen)
+            except ConflictError:
+                raise _Changed() from None
+            return None if got is None else got.data
+
+        if self.inner.latency_bound:
+            return get_ranges_coalesced(one, ranges)
+        return [one(r) for r in ranges]
 
     def _dense(self, n: int) -> bool:
         """Whether ``n`` chunks are most of a shard, and a shard is small enough to fetch whole."""
@@ -165,21 +318,25 @@ class ShardedStore(WrapperStore):
         chunk_bytes = sc.chunk_size[0] * sc.chunk_size[1] * sc.chunk_size[2] * 8  # generous: 8 bytes a voxel
         return self.inner.latency_bound and 2 * n >= per_shard and per_shard * chunk_bytes <= (512 << 20)
 
-    def iter_get(self, keys: Iterable[str], expected_bytes: int | None = None,
-                 runtime: "Runtime | None" = None) -> Iterator[tuple[str, bytes | None]]:
+    def iter_read(self, keys: Iterable[str], expected_bytes: int | None = None,
+                  runtime: "Runtime | None" = None) -> Iterator[tuple[str, Versioned | None]]:
         """The batched read. Over a network, keys are grouped by shard (at most
         ``GROUP_MOST`` to a group, so big reads still spread over the loops) and each group is
         read with few requests (see :meth:`_fetch_group`); on local disk each chunk is one
         ranged read through the cached indices, fetched by the loop that decodes it."""
         keys = list(keys)
         if not self.inner.latency_bound or len(keys) < 2:
-            return super().iter_get(keys, expected_bytes, runtime)
+            return super().iter_read(keys, expected_bytes, runtime)
         where = self._locations(keys)
         by_shard: dict[int, list[str]] = {}
         for key in keys:
             by_shard.setdefault(where[key][1], []).append(key)
         groups = [g[i : i + GROUP_MOST] for g in by_shard.values() for i in range(0, len(g), GROUP_MOST)]
         return Groups(lambda group: self._fetch_group(group, where), groups, 1 if runtime is None else runtime.parallel)
+
+    def iter_get(self, keys: Iterable[str], expected_bytes: int | None = None,
+                 runtime: "Runtime | None" = None) -> Iterator[tuple[str, bytes | None]]:
+        return data_only(self.iter_read(keys, expected_bytes, runtime))
 
     def _locations(self, keys: Sequence[str]) -> dict[str, tuple[int, int, int]]:
         """(chunk id, shard, minishard) of every key, the hashing done for all of them at once."""
@@ -189,37 +346,40 @@ class ShardedStore(WrapperStore):
         return {k: (int(c), int(s), int(m)) for k, c, s, m in zip(keys, cids.tolist(), shards.tolist(), minis.tolist())}
 
     def _fetch_group(self, keys: Sequence[str], where: Mapping[str, tuple[int, int, int]] | None = None
-                     ) -> dict[str, bytes | None]:
+                     ) -> dict[str, Versioned | None]:
         """Chunks of one shard with few requests: when they are most of it (and it is not
-        huge), one read of the whole file; otherwise their ranges go to the inner store's
-        ``get_ranges`` in one call, which network stores coalesce (neighbouring chunks, less than
-        256 KiB apart, come back in one request)."""
-        out: dict[str, bytes | None] = {}
+        huge), one read of the whole file; otherwise their ranges are read on the condition
+        that the shard is at the generation of the indices that located them, coalesced by
+        network stores (neighbouring chunks, less than 256 KiB apart, come back in one request)."""
+        out: dict[str, Versioned | None] = {}
         by_shard: dict[int, list[tuple[str, int, int]]] = {}
         where = self._locations(keys) if where is None else where
         for key in keys:
             cid, shard, mini = where[key]
             by_shard.setdefault(shard, []).append((key, cid, mini))
         for shard, members in by_shard.items():
-            try:
-                out.update(self._shard_chunks(shard, members))
-            except DecodeError:
-                self._forget(shard)  # a rewritten shard under stale cached indices: once more, afresh
-                out.update(self._shard_chunks(shard, members))
+            out.update(self._attempts(shard, lambda: self._shard_chunks(shard, members)))  # noqa: B023
         return out
 
     def exists(self, key: str) -> bool:
+        return self.read(key) is not None if self.recheck.setting is True else self._exists(key)
+
+    def _exists(self, key: str) -> bool:
         cid, shard, mini = self._chunk_location(key)
-        index = self._minishard(shard, mini)
-        return index is not None and index.find(cid) is not None
+
+        def look() -> bool:
+            loc, gen, due = self._locate(shard, mini, cid)
+            if loc is None and due and not self._still(shard, gen, [mini]):
+                raise _Changed()
+            return loc is not None
+
+        return self._attempts(shard, look)
 
     # -- writing ----------------------------------------------------------------------------------
     def _read_all(self, shard: int, wanted: set[int] | None = None) -> dict[int, bytes]:
         """Every chunk in a shard file (or those in ``wanted``), data_encoding undone."""
-        data = self.inner.get(self.layout.shard_name(shard))
-        if data is None:
-            return {}
-        return self._parse_shard(shard, data, wanted)
+        got = self.inner.read(self.layout.shard_name(shard))
+        return {} if got is None else self._parse_shard(shard, got.data, wanted)  # type: ignore[arg-type]
 
     def _parse_shard(self, shard: int, data: bytes, wanted: set[int] | None) -> dict[int, bytes]:
         ib = self.layout.index_bytes
@@ -245,10 +405,24 @@ class ShardedStore(WrapperStore):
                 out[int(cid)] = payload
         return out
 
+    @property
+    def supports_generations(self) -> bool:
+        return self.inner.supports_generations
+
+    @property
+    def supports_conditional_writes(self) -> bool:
+        return self.inner.supports_conditional_writes
+
+    def stat(self, key: str) -> str | None:
+        """The generation of the chunk's shard if the chunk is in it, else None."""
+        got = self.read(key)
+        return None if got is None else got.generation
+
     def put_many(self, items: Mapping[str, bytes | None], *, content_type: str | None = None,
                  content_encoding: str | None = None) -> None:
         """Write (or, with ``None``, delete) several chunks: each touched shard is read, merged
-        and rewritten once, so chunks already in the shard are kept."""
+        and rewritten once, so chunks already in the shard are kept; the rewrite is conditional
+        on the generation read (when the inner store can do that), and redone on a conflict."""
         by_shard: dict[int, dict[int, bytes | None]] = {}
         for key, data in items.items():
             if data is not None and content_encoding is not None:
@@ -256,21 +430,94 @@ class ShardedStore(WrapperStore):
             cid, shard, _ = self._chunk_location(key)
             by_shard.setdefault(shard, {})[cid] = data
         for shard, updates in by_shard.items():
-            merged = self._read_all(shard)
-            for cid, data in updates.items():
-                if data is None:
-                    merged.pop(cid, None)
-                else:
-                    merged[cid] = data
-            name = self.layout.shard_name(shard)
-            if merged:
-                self.inner.put(name, build_shard(merged, self.layout), content_type="application/octet-stream")
+            self._rewrite(shard, updates)
+
+    def update_many(self, items: Mapping[str, "bytes | None | Update"], *, content_type: str | None = None,
+                    content_encoding: str | None = None) -> None:
+        """Plain writes and read-modify-writes of chunks, each touched shard merged and
+        rewritten once by compare-and-swap (the functions see the chunks of the shard version
+        the rewrite builds on, and run again if it has to be redone)."""
+        def plain(data: "bytes | None | bool", key: str) -> "bytes | None | bool":
+            if isinstance(data, (bytes, bytearray, memoryview)) and content_encoding is not None:
+                return compression.decompress(data, content_encoding, key)  # shards use data_encoding
+            return data
+
+        by_shard: dict[int, dict[int, "bytes | None | Update"]] = {}
+        for key, value in items.items():
+            cid, shard, _ = self._chunk_location(key)
+            if callable(value):
+                by_shard.setdefault(shard, {})[cid] = lambda old, fn=value, key=key: plain(fn(old), key)
             else:
-                self.inner.delete(name)
+                by_shard.setdefault(shard, {})[cid] = plain(value, key)  # type: ignore[assignment]
+        for shard, updates in by_shard.items():
+            self._rewrite(shard, updates)
+
+    def _rewrite(self, shard: int, updates: Mapping[int, "bytes | None | Update"], expect: str | None = None,
+                 absent: int | None = None) -> str | None:
+        """Merge ``updates`` into a shard by compare-and-swap, retried on conflict; the new
+        generation. ``expect``: fail (ConflictError) unless the shard is at that generation;
+        ``absent``: unless chunk id ``absent`` is not in it."""
+        name = self.layout.shard_name(shard)
+        cas = self.inner.supports_conditional_writes
+        try:
+            for attempt in range(64):
+                got = self.inner.read(name)
+                gen = None if got is None else got.generation
+                if expect is not None and (gen or ABSENT) != expect:
+                    raise ConflictError(f"{self._where(shard)} is not at generation {expect} (it is at "
+                                        f"{gen or 'nothing'}): another writer changed it")
+                merged = {} if got is None else self._parse_shard(shard, got.data, None)  # type: ignore[arg-type]
+                if absent is not None and absent in merged:
+                    raise ConflictError(f"chunk {absent} already exists in {self._where(shard)}")
+                changed = False
+                for cid, data in updates.items():
+                    if callable(data):
+                        data = data(merged.get(cid))
+                        if data is False:
+                            continue
+                    changed = True
+                    if data is None:
+                        merged.pop(cid, None)
+                    else:
+                        merged[cid] = data  # type: ignore[assignment]
+                if not changed:
+                    return gen
+                cond = (ABSENT if got is None else gen) if cas else None
+                try:
+                    if merged or (cas and got is not None):
+                        # an emptied shard is rewritten as an empty index rather than deleted, when
+                        # deleting could drop a chunk another writer adds meanwhile
+                        return self.inner.put(name, build_shard(merged, self.layout),
+                                              content_type="application/octet-stream", if_generation=cond)
+                    if got is not None:
+                        self.inner.delete(name)
+                    return None
+                except ConflictError:
+                    if expect is not None:
+                        raise
+                    time.sleep(min(0.2, 0.002 * 2 ** min(attempt, 7)) * random.random())
+            raise StoreError(f"{self._where(shard)} was changed by other writers on each of 64 tries to rewrite it; "
+                             "try again later, or give writers disjoint shards")
+        finally:
             self._forget(shard)
 
-    def put(self, key: str, data: bytes, *, content_type: str | None = None, content_encoding: str | None = None) -> None:
-        self.put_many({key: data}, content_encoding=content_encoding)
+    def put(self, key: str, data: bytes, *, content_type: str | None = None, content_encoding: str | None = None,
+            if_generation: str | None = None) -> str | None:
+        """One chunk; ``if_generation`` is the shard's generation (:data:`ABSENT`: the chunk
+        must not exist yet, whatever else the shard holds)."""
+        if if_generation is None:
+            cid, shard, _ = self._chunk_location(key)
+            if content_encoding is not None:
+                data = compression.decompress(data, content_encoding, key)
+            return self._rewrite(shard, {cid: data})
+        if not self.inner.supports_conditional_writes:
+            raise RequestError(f"{type(self.inner).__name__} cannot write conditionally")
+        cid, shard, _ = self._chunk_location(key)
+        if content_encoding is not None:
+            data = compression.decompress(data, content_encoding, key)
+        if if_generation == ABSENT:
+            return self._rewrite(shard, {cid: data}, absent=cid)
+        return self._rewrite(shard, {cid: data}, expect=if_generation)
 
     def delete(self, key: str) -> None:
         self.put_many({key: None})
@@ -299,7 +546,7 @@ class ShardedStore(WrapperStore):
 
     @property
     def supports_conditional_create(self) -> bool:
-        return False  # chunks live inside shard files: there is no object to create alone
+        return self.inner.supports_conditional_writes  # create_exclusive is put(if_generation=ABSENT)
 
     def _with_url(self, url: StoreURL) -> "ShardedStore":
-        return ShardedStore(self.inner._with_url(url), self.layout.scale)
+        return ShardedStore(self.inner._with_url(url), self.layout.scale, self._index_cache_bytes, self.recheck)
