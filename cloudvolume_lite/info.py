@@ -269,6 +269,37 @@ class Scale:
         return True
 
 
+#: text nested deeper than this is refused before parsing: far past :data:`MAX_JSON_DEPTH`, and
+#: shallow enough for the parser whatever the caller's stack
+MAX_PARSE_DEPTH = 600
+
+
+def _text_too_deep(data: bytes | str) -> bool:
+    """Whether JSON text nests brackets deeper than :data:`MAX_PARSE_DEPTH` (brackets inside
+    strings do not count). Cheap for real infos: only text with many brackets is scanned."""
+    raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else bytes(data)
+    if raw.count(b"[") + raw.count(b"{") <= MAX_PARSE_DEPTH:
+        return False
+    depth, in_str, escaped = 0, False, False
+    for c in raw:
+        if in_str:
+            if escaped:
+                escaped = False
+            elif c == 0x5C:  # backslash
+                escaped = True
+            elif c == 0x22:
+                in_str = False
+        elif c == 0x22:
+            in_str = True
+        elif c in (0x5B, 0x7B):
+            depth += 1
+            if depth > MAX_PARSE_DEPTH:
+                return True
+        elif c in (0x5D, 0x7D):
+            depth -= 1
+    return False
+
+
 @dataclass(frozen=True)
 class Info:
     """The whole ``info`` file. Unknown keys are kept in ``extra`` and written back."""
@@ -285,6 +316,13 @@ class Info:
 
     @classmethod
     def from_bytes(cls, data: bytes, source: str = "<info>") -> "Info":
+        if _text_too_deep(data):
+            # refused before parsing: the parser's RecursionError, deep in a stack, can take a
+            # garbage collection's finalizers down with it
+            raise InfoError(
+                f"info at {source} nests JSON too deeply to parse; a Precomputed info is a few levels deep, "
+                "so this file is damaged or not an info"
+            )
         try:
             obj = json.loads(data)
         except (UnicodeDecodeError, json.JSONDecodeError) as e:
