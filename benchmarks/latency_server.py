@@ -1,5 +1,6 @@
 """A lean static file server for the HTTP benchmark: asyncio, keep-alive, Range, a fixed delay
-before every answer (a cloud store's first-byte time), and little CPU of its own.
+before every answer (a cloud store's first-byte time), strong ETags with If-Match (412) and
+If-None-Match (304) as object stores answer them, and little CPU of its own.
 
 The test suite's server spends ~0.4 ms of CPU per request on a thread per connection; on a
 2-core machine that CPU is taken from the clients being measured, which a cloud server never
@@ -53,8 +54,15 @@ class _Protocol(asyncio.Protocol):
             path, enc = path.with_name(path.name + ".gz"), "gzip"
         if method not in ("GET", "HEAD") or not path.is_file() or self.root not in path.parents:
             return b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"
+        st = path.stat()
+        # a strong ETag and the conditions on it, as object stores answer them
+        etag = f'"{st.st_ino:x}-{st.st_size:x}-{st.st_mtime_ns:x}"'
+        if headers.get("if-match") not in (None, "*", etag):
+            return b"HTTP/1.1 412 Precondition Failed\r\nContent-Length: 0\r\n\r\n"
+        if headers.get("if-none-match") == etag:
+            return f"HTTP/1.1 304 Not Modified\r\nETag: {etag}\r\nContent-Length: 0\r\n\r\n".encode()
         data = path.read_bytes()
-        status, extra = "200 OK", ""
+        status, extra = "200 OK", f"ETag: {etag}\r\n"
         rng = headers.get("range", "")
         if rng.startswith("bytes="):
             a, _, b = rng[6:].partition("-")
