@@ -22,13 +22,11 @@ imported under another name, so that a change is measured against its parent in 
 from __future__ import annotations
 
 import gzip
-import importlib
 import re
 import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -61,18 +59,6 @@ def gzipped_files(vol: common.BenchVolume, quick: bool) -> common.BenchVolume:
 
     return common.cached_volume("A-raw-uint8-gzip-files" + ("-quick" if quick else ""), {**vol.params, "files": "gzip"},
                                 lambda: np.asarray(vol.truth()), write, offset=vol.offset)
-
-
-def baseline_package(tree: Path) -> object:
-    """The ``cloudvolume_lite`` package of another checkout, importable as ``cvl_before``: a copy
-    with its absolute self-references renamed (the registries name modules by full path)."""
-    dest = Path(tempfile.mkdtemp(prefix="cvl-before-"))
-    pkg = dest / "cvl_before"
-    shutil.copytree(tree / "cloudvolume_lite", pkg, ignore=shutil.ignore_patterns("__pycache__"))
-    for f in pkg.rglob("*.py"):
-        f.write_text(re.sub(r"\bcloudvolume_lite\b", "cvl_before", f.read_text()))
-    sys.path.insert(0, str(dest))
-    return importlib.import_module("cvl_before")
 
 
 def stdlib_server(root: Path) -> tuple[subprocess.Popen, str]:
@@ -123,7 +109,7 @@ def main() -> int:
         systems["ts F"] = lambda u: common.ts_read_url(u, "F")
         systems["ts"] = lambda u: common.ts_read_url(u, "C")
         if args.baseline is not None:
-            before = baseline_package(args.baseline.resolve())
+            before = common.baseline_package(args.baseline.resolve())
             systems["cvl before"] = lambda u: before.Volume(u)[...]  # type: ignore[attr-defined]
         if args.sweep:
             systems["cvl p32"] = lambda u: cvl.Volume(u, parallel=32)[...]

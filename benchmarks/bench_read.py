@@ -154,6 +154,19 @@ def cvl_system(parallel: int | None) -> System:
     return System("cvl", open_, read, close=lambda v: v.close(), version=_dist_version("cloudvolume-lite"))
 
 
+def baseline_system(tree: Path, parallel: int | None) -> System:
+    """cloudvolume-lite of another checkout (``--baseline``), to measure a change in one run."""
+    before = common.baseline_package(tree)
+
+    def open_(url):
+        return before.Volume(url, parallel=parallel)  # type: ignore[attr-defined]
+
+    def read(vol, box: Box):
+        return vol[box.slices()]
+
+    return System("cvl before", open_, read, close=lambda v: v.close(), version=str(tree))
+
+
 def cloudvolume_system() -> System:
     import cloudvolume
     from cloudvolume import CloudVolume
@@ -210,6 +223,8 @@ def main(argv: list[str] | None = None) -> int:
         "--no-prefault", action="store_true", help="do not touch fresh memory before each operation (see README)"
     )
     ap.add_argument("--regen", action="store_true", help="regenerate the cached test volumes")
+    ap.add_argument("--baseline", default=None, help="a checkout to compare against, as 'cvl before' (its package "
+                    "renamed; `git worktree add DIR REV` with its C extension built or copied in)")
     ap.add_argument("--json", default=None, help="results file name under benchmarks/results/ ('' = none)")
     ap.add_argument("-q", "--quiet", action="store_true", help="do not print every run")
     args = ap.parse_args(argv)
@@ -225,6 +240,9 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"unknown systems {sorted(unknown)}; choose from {sorted(SYSTEMS)}")
     systems = [SYSTEMS[n](args.cvl_parallel) if n == "cvl" else SYSTEMS[n]() for n in names]
     ours = "cvl" if "cvl" in names else names[0]
+    if args.baseline:
+        systems.insert(1, baseline_system(Path(args.baseline).resolve(), args.cvl_parallel))
+        names.insert(1, "cvl before")
 
     t0 = time.perf_counter()
     volumes = make_volumes(args.quick, args.regen, args.sharded)

@@ -17,13 +17,16 @@ import dataclasses
 import datetime as _dt
 import gc
 import hashlib
+import importlib
 import json
 import os
 import platform
+import re
 import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -649,3 +652,15 @@ def arg_parser(doc: str | None):
     ap.add_argument("--quick", action="store_true", help="small data, few repeats: a smoke test")
     ap.add_argument("--repeats", type=int, default=None, help="timed repetitions")
     return ap
+
+
+def baseline_package(tree: Path) -> object:
+    """The ``cloudvolume_lite`` package of another checkout, importable as ``cvl_before``: a copy
+    with its absolute self-references renamed (the registries name modules by full path)."""
+    dest = Path(tempfile.mkdtemp(prefix="cvl-before-"))
+    pkg = dest / "cvl_before"
+    shutil.copytree(tree / "cloudvolume_lite", pkg, ignore=shutil.ignore_patterns("__pycache__"))
+    for f in pkg.rglob("*.py"):
+        f.write_text(re.sub(r"\bcloudvolume_lite\b", "cvl_before", f.read_text()))
+    sys.path.insert(0, str(dest))
+    return importlib.import_module("cvl_before")

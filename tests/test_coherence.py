@@ -223,30 +223,33 @@ def test_two_volumes_sharing_a_cache_directory_keep_its_limit(tmp_path) -> None:
 _ADD_SCALE = """
 import sys, time
 import cloudvolume_lite as cvl
-url, factor, start = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+url, factor, start, locking = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), sys.argv[4] == "1"
 time.sleep(max(0.0, start - time.time()))  # all writers start together
-cvl.Volume(url).add_scale((factor, factor, 1))
+cvl.Volume(url, locking=locking).add_scale((factor, factor, 1))
 """
 
 
-def test_scales_added_by_processes_at_once_are_all_kept(tmp_path) -> None:  # noqa: ANN001
-    """Used to lose a scale 7 times in 10 on local disk: info was read, changed and written
-    with no condition."""
-    for trial in range(4):
+@pytest.mark.parametrize("locking", [False, True])
+def test_scales_added_by_processes_at_once_are_all_kept(tmp_path, locking: bool) -> None:  # noqa: ANN001
+    """Used to lose a scale 7 times in 10 on local disk, with or without locking: info was
+    read, changed and written with no condition. Now it is compare-and-swap."""
+    for trial in range(3):
         url = f"file://{tmp_path}/v{trial}"
         cvl.Volume.create(url, data_type="uint8", layer_type="image", size=(256, 256, 16), chunk_size=(16, 16, 16),
                           resolution=(1, 1, 1))
         start = time.time() + 1.0
-        procs = [subprocess.Popen([sys.executable, "-c", _ADD_SCALE, url, str(f), str(start)]) for f in (2, 4, 8)]
+        procs = [subprocess.Popen([sys.executable, "-c", _ADD_SCALE, url, str(f), str(start), str(int(locking))])
+                 for f in (2, 4, 8)]
         assert [p.wait(60) for p in procs] == [0, 0, 0]
         assert len(cvl.Volume(url).scales) == 4, f"trial {trial}: a scale was lost"
 
 
-def test_scales_added_at_once_on_s3_are_all_kept(s3_bucket: str, s3_secrets: dict) -> None:
+@pytest.mark.parametrize("locking", [False, True])
+def test_scales_added_at_once_on_s3_are_all_kept(s3_bucket: str, s3_secrets: dict, locking: bool) -> None:
     url = f"s3://{s3_bucket}/v"
     cvl.Volume.create(url, data_type="uint8", layer_type="image", size=(256, 256, 16), chunk_size=(16, 16, 16),
                       resolution=(1, 1, 1), secrets=s3_secrets)
-    vols = [cvl.Volume(url, secrets=s3_secrets) for _ in range(3)]  # three writers, three clients
+    vols = [cvl.Volume(url, secrets=s3_secrets, locking=locking) for _ in range(3)]  # three writers, three clients
     barrier = threading.Barrier(3)
     errors: list[BaseException] = []
 

@@ -114,7 +114,10 @@ class Chain:
         self._see = see
         self._mine = threading.local()  # this thread's part
         self.concurrent_next = all(getattr(p, "concurrent_next", False) for p in self._parts)
-        self.width = max([1] + [getattr(p, "width", 1) for p in self._parts])
+        # a part without a width (a streaming generator) leaves the choice to the reader (one
+        # loop per decode thread), so the chain says none either
+        if all(hasattr(p, "width") for p in self._parts):
+            self.width = max([1] + [p.width for p in self._parts])
         lens = [size_of(p) for p in self._parts]
         self._len = None if None in lens else sum(lens)  # type: ignore[arg-type]
 
@@ -156,7 +159,8 @@ class Serial:
     def __init__(self, inner: Iterator[tuple[str, object]]):
         self._inner = inner
         self._lock = threading.Lock()
-        self.width = getattr(inner, "width", 1)
+        if hasattr(inner, "width"):  # none: the reader decides (see Chain)
+            self.width = inner.width
 
     def __len__(self) -> int:
         return len(self._inner)  # type: ignore[arg-type]
@@ -182,7 +186,8 @@ class Mapped:
         self._inner = inner
         self._fn = fn
         self.concurrent_next = getattr(inner, "concurrent_next", False)
-        self.width = getattr(inner, "width", 1)
+        if hasattr(inner, "width"):  # none: the reader decides (see Chain)
+            self.width = inner.width
 
     def __len__(self) -> int:
         return len(self._inner)  # type: ignore[arg-type]
