@@ -321,7 +321,19 @@ class Volume:
         """What a write to this Volume needs besides the chunks (see :mod:`cloudvolume_lite.writer`)."""
         return WriteOptions(self.dtype, self.num_channels, self.locking, self.compress)
 
+    def _writable_scale(self, mip: int) -> None:
+        """Refuse writes into a scale whose key leaves the volume's directory (``../other``):
+        reads follow such keys, as TensorStore does, but a write there changes another
+        volume's data."""
+        key = self._info.scales[mip].key
+        if key.startswith("/") or ".." in key.replace("\\", "/").split("/"):
+            raise RequestError(
+                f"scale {mip} of {self.url} has key {key!r}, outside the volume's directory; writes there would "
+                "change another volume. Write to that volume itself, or give the scale a key inside this one"
+            )
+
     def _write(self, key: Any, array: Any, mip: int, zero_chunks: ZeroPolicy = "write") -> None:
+        self._writable_scale(mip)
         store = self.chunk_store(mip)
         # partial chunks are read through the caches to the store itself (see writer.py)
         _writer.write(self.runtime, self._info.scales[mip], store, key, array, self.write_options, mip,
@@ -342,6 +354,7 @@ class Volume:
     def delete(self, bbox: Any, mip: int | Sequence[float] | None = None) -> None:
         """Remove the chunks of a chunk-aligned ``bbox``."""
         m = self._mip_index(mip)
+        self._writable_scale(m)
         _writer.delete(self.runtime, self._info.scales[m], self.chunk_store(m), bbox, self.num_channels)
 
     def exists(self, bbox: Any, mip: int | Sequence[float] | None = None) -> float:

@@ -390,6 +390,14 @@ class ShardedStore(WrapperStore):
         for mini, (start, end) in enumerate(table):
             if start == end:
                 continue
+            if end < start or ib + int(end) > len(data):
+                # an error page served in place of the shard, or a shard cut short: never "no
+                # chunks here", which would read as missing (zeros) and be dropped by a rewrite
+                raise DecodeError(
+                    f"{self._where(shard)} is not a valid shard: its index puts minishard {mini} at bytes "
+                    f"{ib + int(start)}-{ib + int(end)} of a {len(data)}-byte file; the shard is damaged "
+                    "(or the server sent something else in its place)"
+                )
             raw = data[ib + int(start) : ib + int(end)]
             if self.layout.sharding.minishard_index_encoding == "gzip":
                 raw = compression.decompress(raw, "gzip", f"minishard {mini} index in {self._where(shard)}")
