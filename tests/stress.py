@@ -161,6 +161,9 @@ def _servers() -> tuple[dict, dict, Any]:
     from google.cloud import storage
     from moto.server import ThreadedMotoServer
 
+    import logging
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's server logs every request
     moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     moto.start()
     host, port = moto.get_host_and_port()
@@ -170,6 +173,10 @@ def _servers() -> tuple[dict, dict, Any]:
     before = os.environ.get("STORAGE_EMULATOR_HOST")
     gcs = FakeGCSServer(host="127.0.0.1")
     gcs.start()
+    # the wrapper pipes the server's request log and never reads it: once 64 KiB of it fill the
+    # pipe the server stops mid-request, so read it away
+    threading.Thread(target=lambda: [None for _ in iter(lambda: gcs._process.stderr.read(65536), b"")],
+                     daemon=True).start()
     if before is None:  # start() exports it for the whole process; the endpoint is passed instead
         os.environ.pop("STORAGE_EMULATOR_HOST", None)
     storage.Client(project="stress", credentials=AnonymousCredentials(),
