@@ -13,6 +13,7 @@ import numpy as np
 from . import __version__
 from .errors import RequestError, VolumeError
 from .progress import make_bar
+from .stores.url import parse_url, redact, redact_netloc, scrub
 
 #: what ``cvl get -o`` can write, by file extension
 OUTPUT_TYPES = (".npy", ".png", ".tif", ".tiff")
@@ -246,7 +247,7 @@ def _cmd_cp(args: argparse.Namespace) -> int:
         if state.get("bar") is not None:
             state["bar"].close()
     word, total = state.get("word") or _unit_word(args.dst), state["total"]
-    print(f"copied {args.src} (mip {args.mip}) to {args.dst}: {written} {word}(s) written, "
+    print(f"copied {redact(args.src)} (mip {args.mip}) to {redact(args.dst)}: {written} {word}(s) written, "
           f"{total - written} already there")
     return 0
 
@@ -271,15 +272,29 @@ def _cmd_cache(args: argparse.Namespace) -> int:
         cache.clear()
         print(f"cleared {cache.path}")
     else:
-        found = 0
+        found, old_names = 0, False
         for dirpath, _, files in os.walk(cache.path):
             if "info" in files:
-                size = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(dirpath) for f in fs)
-                print(f"{size:>14} {os.path.relpath(dirpath, cache.path)}")
+                size = sum(os.lstat(os.path.join(d, f)).st_size for d, _, fs in os.walk(dirpath) for f in fs)
+                shown, named = _cache_dir_shown(os.path.relpath(dirpath, cache.path))
+                old_names |= named
+                print(f"{size:>14} {shown}")
                 found += 1
         if not found:
             print(f"no cached volumes in {cache.path}")
+        if old_names:
+            print("(*** marks a directory an older version named after a URL's user info, password included: "
+                  "remove it, or run cvl cache clear)")
     return 0
+
+
+def _cache_dir_shown(rel: str) -> tuple[str, bool]:
+    """A cache directory's path for ``cvl cache ls``, with any user info in it redacted (older
+    versions named directories ``user:password@host``; this one names them by a hash,
+    ``@<hash>``), and whether it had any."""
+    parts = rel.split(os.sep)
+    shown = [redact_netloc(p) if "@" in p[1:] else p for p in parts]
+    return os.sep.join(shown), shown != parts
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -356,8 +371,19 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _one_line(e: BaseException) -> str:
-    return " ".join(str(e).split()) or type(e).__name__
+def _one_line(e: BaseException, args: argparse.Namespace | None = None) -> str:
+    """An error on one line, without the user info of any URL on the command line (the
+    library redacts its own messages; this catches what other code quotes)."""
+    msg = " ".join(str(e).split()) or type(e).__name__
+    for name in ("url", "src", "dst"):
+        value = getattr(args, name, None)
+        if isinstance(value, str) and "@" in value:
+            try:
+                msg = scrub(msg, parse_url(value).netloc)
+            except VolumeError:
+                pass
+            msg = msg.replace(value, redact(value))
+    return msg
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -367,7 +393,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except VolumeError as e:
-        msg = _one_line(e)
+        msg = _one_line(e, args)
         for advice, dest, flag in _CLI_HINTS:  # say it in the command line's words
             if advice in msg and hasattr(args, dest):
                 msg += f" (on the command line: {flag})"
@@ -376,12 +402,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"cvl: error: {msg}", file=sys.stderr)
         return 1
     except (ValueError, OSError) as e:
-        parser.exit(2, f"cvl: error: {_one_line(e)}\n")
+        parser.exit(2, f"cvl: error: {_one_line(e, args)}\n")
     except KeyboardInterrupt:
         print("cvl: interrupted", file=sys.stderr)
         return 130
     except Exception as e:  # noqa: BLE001 - the promise is one line, whatever went wrong
-        print(f"cvl: error: unexpected {type(e).__name__}: {_one_line(e)} (please report this as a bug)",
+        print(f"cvl: error: unexpected {type(e).__name__}: {_one_line(e, args)} (please report this as a bug)",
               file=sys.stderr)
         return 1
 

@@ -6,10 +6,15 @@ a directory like nginx with ``gzip_static always``: a file stored as ``NAME.gz``
 latency and inject faults (503/429/500 answers, connection resets, truncated bodies, stalls).
 It sends a strong ``ETag`` (a hash of the stored bytes) and ``Last-Modified`` (the file's
 mtime) and honours ``If-Match``/``If-None-Match``/``If-(Un)Modified-Since``, unless told not to.
+The ETag is a 24-hex-digit blake2b, never an MD5, unless ``Faults.s3_like`` asks for S3's
+(``Server: AmazonS3`` and the MD5 of the stored bytes); ``Faults.content_md5`` adds a
+``Content-MD5`` of the body sent; the ``"corrupt"`` fault flips a byte of the body after the
+headers are made; ``Faults.redirect`` answers paths under a prefix with a 302 elsewhere.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import os
 import posixpath
@@ -53,6 +58,11 @@ class Faults:
     ignore_conditions: bool = False  # ignore If-Match, If-None-Match, If-(Un)Modified-Since, like many
     etag: bool = True  # send an ETag (False: Last-Modified alone, like python's http.server)
     seed: int = 0
+    content_md5: bool = False  # send Content-MD5 (base64 MD5 of the body as sent)
+    s3_like: bool = False  # Server: AmazonS3, x-amz-request-id and an MD5 ETag, as S3 does
+    # (path prefix, URL prefix): a request under the path prefix is answered with a 302 to the
+    # URL prefix plus the rest of its path (and query)
+    redirect: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass
@@ -61,6 +71,7 @@ class RequestLog:
     entries: list[tuple[str, str, str | None]] = field(default_factory=list)  # (method, path, Range)
     faults: int = 0
     peers: set[tuple[str, int]] = field(default_factory=set)  # client addresses: one per connection
+    headers: list[dict[str, str]] = field(default_factory=list)  # each request's headers, names lower-case
 
     def count(self, method: str | None = None, path_suffix: str = "") -> int:
         with self.lock:
@@ -126,6 +137,7 @@ class RangeHTTPServer(ThreadingHTTPServer):
             self.log.entries.clear()
             self.log.faults = 0
             self.log.peers.clear()
+            self.log.headers.clear()
 
     def drop_connections(self) -> None:
         """Close every open connection, as a server does with idle keep-alive ones."""
@@ -180,6 +192,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002
         pass
+
+    def version_string(self) -> str:
+        return "AmazonS3" if self.server.faults.s3_like else super().version_string()
 
     def do_GET(self) -> None:
         self._serve(send_body=True)
@@ -244,7 +259,12 @@ class _Handler(BaseHTTPRequestHandler):
     def _serve(self, send_body: bool) -> None:
         srv = self.server
         rng_header = self.headers.get("Range")
+        with srv.log.lock:
+            srv.log.headers.append({k.lower(): v for k, v in self.headers.items()})
         fault = srv.pick_fault(self.command, urlsplit(self.path).path, rng_header)
+        for prefix, target in srv.faults.redirect:
+            if self.path.startswith(prefix):
+                return self._empty(302, {"Location": target + self.path[len(prefix):]})
         if srv.faults.latency:
             time.sleep(srv.faults.latency)
         if fault in ("500", "503", "429"):
@@ -261,7 +281,8 @@ class _Handler(BaseHTTPRequestHandler):
         data, enc, mtime = found
         validators = {"Last-Modified": formatdate(mtime, usegmt=True)}
         if srv.faults.etag:
-            validators["ETag"] = f'"{hashlib.blake2b(data, digest_size=12).hexdigest()}"'
+            digest = hashlib.md5(data).hexdigest() if srv.faults.s3_like else hashlib.blake2b(data, digest_size=12).hexdigest()
+            validators["ETag"] = f'"{digest}"'
         verdict = None if srv.faults.ignore_conditions else self._precondition(validators.get("ETag"), mtime)
         if verdict == 412:
             return self._empty(412)
@@ -281,6 +302,10 @@ class _Handler(BaseHTTPRequestHandler):
             status = 206
             headers["Content-Range"] = f"bytes {rng[0]}-{rng[1]}/{len(data)}"
             data = data[rng[0] : rng[1] + 1]
+        if srv.faults.content_md5:
+            headers["Content-MD5"] = base64.b64encode(hashlib.md5(data).digest()).decode()
+        if srv.faults.s3_like:
+            headers["x-amz-request-id"] = uuid.uuid4().hex[:16].upper()
         self.send_response(status)
         for k, v in headers.items():
             self.send_header(k, v)
@@ -288,6 +313,10 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if not send_body:
             return
+        if fault == "corrupt" and data:
+            flipped = bytearray(data)
+            flipped[len(data) // 2] ^= 0xFF  # same length, one byte off: only a checksum can tell
+            data = bytes(flipped)
         if fault == "truncate" and len(data) > 1:
             self.wfile.write(data[: len(data) // 2])
             return self._reset()

@@ -114,10 +114,11 @@ class Chain:
         self._see = see
         self._mine = threading.local()  # this thread's part
         self.concurrent_next = all(getattr(p, "concurrent_next", False) for p in self._parts)
-        # a part without a width (a streaming generator) leaves the choice to the reader (one
-        # loop per decode thread), so the chain says none either
-        if all(hasattr(p, "width") for p in self._parts):
-            self.width = max([1] + [p.width for p in self._parts])
+        # the widest part sets the width; but a part without one (a streaming generator) next
+        # to parts of width 1 leaves the choice to the reader (one loop per decode thread)
+        widths = [p.width for p in self._parts if hasattr(p, "width")]
+        if max(widths, default=1) > 1 or len(widths) == len(self._parts):
+            self.width = max([1] + widths)
         lens = [size_of(p) for p in self._parts]
         self._len = None if None in lens else sum(lens)  # type: ignore[arg-type]
 

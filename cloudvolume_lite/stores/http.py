@@ -11,7 +11,18 @@
   ranged request with ``200`` and the whole body is sliced here (correct, but slow).
 - ``secrets`` (optional): ``{"headers": {...}}`` for extra request headers (an ``Authorization``
   bearer token, say) and/or ``{"auth": (user, password)}``. Credentials never appear in errors
-  or reprs, nor does the ``user:password@`` part of a URL.
+  or reprs; a URL's ``user:password@`` shows as ``user:***@``. A redirect to another origin
+  (scheme, host or port) is followed without any of them: every header of ``secrets["headers"]``,
+  the ``Authorization`` made from ``auth`` or from the URL, cookies (urllib3 strips the last two
+  anyway; it would keep custom headers such as ``X-Api-Key``). The streaming fetcher
+  (``http_fetch.py``) never follows redirects: a 3xx is done again by ``read``, as above.
+- Integrity of whole reads: the body is checked against ``Content-MD5`` when the server sends
+  it, against ``X-Goog-Hash`` (crc32c or md5) when Google Cloud Storage sends the bytes as
+  stored, and against the ``ETag`` when Amazon S3 (``Server: AmazonS3``) sends a strong
+  32-hex-digit one for an object that is not KMS/customer-key encrypted (there it is the MD5 of
+  the bytes); other ETags are never taken for hashes. A mismatch is retried as a damaged
+  transfer, then a :class:`StoreError`. Ranged reads and other servers' answers are not checked
+  beyond their length.
 - Writes: HTTP has no standard way to write, delete or list objects, so ``put``, ``delete`` and
   ``list`` raise :class:`UnsupportedEncodingError` saying so. Write to gs://, s3:// or a local
   directory and serve that.
@@ -36,20 +47,25 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import re
+import struct
 import time
-from typing import TYPE_CHECKING, Any, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping
 from urllib.parse import quote, unquote
 
 import urllib3
 
 from ..errors import ConflictError, RequestError, UnsupportedEncodingError
 from .base import Versioned
-from .network import Cond, NetworkStore, Whole, ca_bundle, environ_proxy, fast_gets
-from .streaming import FastGets
+from .http_fetch import Reply
+from .network import Cond, NetworkStore, Whole, ca_bundle, decode_content, environ_proxy, fast_gets, needs_decoding
+from .streaming import REDO, FastGets, Later
 from .retry import (RetryPolicy, SharedClient, Transient, check_span, is_retryable_status, parse_retry_after,
                     status_error)
 from .retry import short as _short
-from .url import StoreURL
+from .url import StoreURL, scrub
 
 if TYPE_CHECKING:
     from ..runtime import Runtime
@@ -66,6 +82,70 @@ _PIECE = 1 << 20
 _SAFE = "/:@!$&'()*+,;=-._~%"
 #: how a generation made from Last-Modified begins (an ETag begins with a quote or ``W/``)
 _LM = "lm:"
+#: a strong ETag that may be an MD5 (on a server known to make it one: see :func:`body_check`)
+_MD5_ETAG = re.compile(r'^"([0-9a-fA-F]{32})"$')
+
+
+def _b64(value: str) -> bytes | None:
+    try:
+        return base64.b64decode(value.strip(), validate=True)
+    except (ValueError, TypeError):
+        return None
+
+
+def _crc32c(data: bytes) -> bytes | None:
+    """The big-endian crc32c of ``data``, or None when google-crc32c is not installed."""
+    try:
+        import google_crc32c
+    except ImportError:
+        return None
+    return struct.pack(">I", google_crc32c.value(data))
+
+
+def _md5(data: bytes) -> bytes:
+    return hashlib.md5(data, usedforsecurity=False).digest()
+
+
+def body_check(headers: Mapping[str, str]) -> tuple[str, Callable[[bytes], bytes | None], bytes] | None:
+    """What a whole answer's body can be checked against, from its (lower-case) headers:
+    ``(name, digest function, expected digest)``, or None when the answer states no hash of
+    the bytes as sent. In order: ``Content-MD5``; Google Cloud Storage's ``X-Goog-Hash`` when
+    the bytes are sent as stored (not transcoded); Amazon S3's strong 32-hex-digit ``ETag`` of
+    an object that is not KMS or customer-key encrypted."""
+    value = headers.get("content-md5")
+    if value:
+        digest = _b64(value)
+        if digest is not None and len(digest) == 16:
+            return "Content-MD5", _md5, digest
+    goog = headers.get("x-goog-hash")
+    if goog:
+        served = (headers.get("content-encoding") or "identity").strip().lower()
+        stored = (headers.get("x-goog-stored-content-encoding") or "identity").strip().lower()
+        if served == stored:  # else GCS decompressed it, and the hashes are of the stored bytes
+            hashes = dict(p.strip().split("=", 1) for p in goog.split(",") if "=" in p)
+            for name, fn, size in (("crc32c", _crc32c, 4), ("md5", _md5, 16)):
+                digest = _b64(hashes.get(name, ""))
+                if digest is not None and len(digest) == size and (name != "crc32c" or _crc32c(b"") is not None):
+                    return f"X-Goog-Hash {name}", fn, digest
+    etag = headers.get("etag") or ""
+    if "amazons3" in (headers.get("server") or "").lower() and (m := _MD5_ETAG.match(etag.strip())):
+        sse = (headers.get("x-amz-server-side-encryption") or "").lower()
+        if not sse.startswith("aws:kms") and not headers.get("x-amz-server-side-encryption-customer-algorithm"):
+            return "ETag (MD5)", _md5, bytes.fromhex(m.group(1))
+    return None
+
+
+def damage(headers: Mapping[str, str], body: bytes) -> str | None:
+    """Why ``body`` is not the one the answer's headers describe (see :func:`body_check`), or
+    None when it matches or nothing can be checked."""
+    check = body_check(headers)
+    if check is None:
+        return None
+    name, fn, expected = check
+    got = fn(body)
+    if got is None or got == expected:
+        return None
+    return f"the {len(body)} bytes received do not match the {name} the server sent (damaged on the way)"
 
 
 def generation(headers: Mapping[str, str]) -> str | None:
@@ -178,15 +258,19 @@ class _Pool:
     which matters at hundreds of chunk requests a second) and the streaming gets for batches
     (none through a proxy: only the pool speaks to one)."""
 
-    def __init__(self, parallel: int, secrets: dict[str, Any], base_url: str, retry: RetryPolicy):
+    def __init__(self, parallel: int, secrets: dict[str, Any], base_url: str, retry: RetryPolicy,
+                 userinfo: str | None = None):
         headers = dict(secrets.get("headers") or {})
         auth = secrets.get("auth")
-        netloc = urllib3.util.parse_url(base_url)
-        if auth is None and netloc.auth:  # user:password@host in the URL
-            auth = tuple(unquote(p) for p in netloc.auth.split(":", 1))
+        if auth is None and userinfo:  # user:password@host in the URL
+            auth = tuple(unquote(p) for p in userinfo.split(":", 1))
         if auth is not None:
             headers.update(urllib3.make_headers(basic_auth=":".join(auth)))
         self.headers = headers
+        # a redirect to another origin goes without any credential (urllib3 alone would strip
+        # Authorization and Cookie, and send X-Api-Key, Private-Token, ... on to the new host)
+        secret = set(urllib3.Retry.DEFAULT_REMOVE_HEADERS_ON_REDIRECT) | set(headers)
+        self.redirects = _FOLLOW_REDIRECTS.new(remove_headers_on_redirect=secret)
         bundle = ca_bundle()
         tls = {"ca_certs": bundle} if bundle else {}
         connect, read = retry.timeout
@@ -200,7 +284,7 @@ class _Pool:
                 timeout: tuple[float, float] | None = None) -> _Response:
         kw = {} if timeout is None else {"timeout": urllib3.Timeout(connect=timeout[0], read=timeout[1])}
         r = self.pm.request(method, url, headers={**self.headers, **headers}, preload_content=False,
-                            decode_content=False, retries=_FOLLOW_REDIRECTS, **kw)
+                            decode_content=False, retries=self.redirects, **kw)
         return _Response(r)
 
     def close(self) -> None:
@@ -231,11 +315,11 @@ class HTTPStore(NetworkStore):
         super().__init__(url, retry)
         if _client is None:
             sec, size, pol = _check_secrets(secrets), int(parallel or self.default_parallel), self.retry
-            base = f"{url.scheme}://{url.netloc}/"
-            _client = SharedClient(lambda: _Pool(size, sec, base, pol), lambda p: p.close())
+            # the user info goes into an Authorization header, never into a URL a library parses
+            # (or quotes in an error)
+            base, userinfo = f"{url.scheme}://{url.host}/", url.userinfo
+            _client = SharedClient(lambda: _Pool(size, sec, base, pol, userinfo), lambda p: p.close())
         self._client = _client
-        # the user:password@ part of a URL is for requests, never for messages
-        self._public_netloc = url.netloc.rpartition("@")[2]
 
     # -- capabilities: HTTP has no standard way to write, list or create conditionally ----------
     @property
@@ -255,11 +339,15 @@ class HTTPStore(NetworkStore):
         return "/" + quote(self._name(key).strip("/"), safe=_SAFE)
 
     def _key_url(self, key: str) -> str:
-        return f"{self.url.scheme}://{self.url.netloc}{self._key_path(key)}"
+        return f"{self.url.scheme}://{self.url.host}{self._key_path(key)}"
 
     def _public(self, key: str) -> str:
-        path = f"{self.url.path}/{key}".strip("/") if self.url.path else key
-        return f"{self.url.scheme}://{self._public_netloc}/{path}"
+        """``key``'s address for messages: the URL's password shown as ``***``."""
+        return self.url.key_url(key)
+
+    def _safe(self, e: BaseException) -> str:
+        """An exception's text, short, and without the URL's credentials should it quote them."""
+        return scrub(_short(e), self.url.netloc)
 
     def __repr__(self) -> str:
         return f"HTTPStore({self._public('')!r})"
@@ -272,9 +360,9 @@ class HTTPStore(NetworkStore):
         except urllib3.exceptions.MaxRetryError as e:
             if e.reason is None or "redirect" in str(e.reason).lower():
                 raise RequestError(f"GET {self._public(key)}: too many redirects") from None
-            raise Transient(f"{type(e.reason).__name__}: {_short(e.reason)}") from None
+            raise Transient(f"{type(e.reason).__name__}: {self._safe(e.reason)}") from None
         except (urllib3.exceptions.HTTPError, ConnectionError, TimeoutError) as e:
-            raise Transient(f"{type(e).__name__}: {_short(e)}") from None
+            raise Transient(f"{type(e).__name__}: {self._safe(e)}") from None
         if is_retryable_status(r.status_code):
             r.close()
             raise Transient(r.reason or "server error", r.status_code, parse_retry_after(r.headers.get("Retry-After")))
@@ -329,7 +417,11 @@ class HTTPStore(NetworkStore):
         if cond.if_none_match is not None and same_generation(gen, cond.if_none_match):
             r.close()
             return None, None, cond.if_none_match
-        return self._body(r, until), r.headers.get("Content-Encoding"), gen
+        body = self._body(r, until)
+        bad = damage(r.headers, body)  # urllib3 looks headers up case-insensitively
+        if bad is not None:
+            raise Transient(bad)  # another try, then a StoreError naming the object
+        return body, r.headers.get("Content-Encoding"), gen
 
     def _read_range(self, key: str, start: int, end: int, what: str, until: float | None,
                     cond: Cond) -> tuple[bytes, str | None] | None:
@@ -355,8 +447,12 @@ class HTTPStore(NetworkStore):
         if status == 416:  # the object ends before `start`: like slicing past the end
             r.close()
             return b"", gen
-        if status == 200:  # Range ignored: we got everything, keep our part
-            return self._body(r, until)[start:end], gen
+        if status == 200:  # Range ignored: we got everything (checked as a whole read is), keep our part
+            body = self._body(r, until)
+            bad = damage(r.headers, body)
+            if bad is not None:
+                raise Transient(bad)
+            return body[start:end], gen
         if status != 206:
             r.close()
             raise status_error(what, status, r.reason)
@@ -366,6 +462,21 @@ class HTTPStore(NetworkStore):
 
     def _streaming(self) -> FastGets:
         return self._client.get().fast
+
+    def _finish(self, key: str, answer: Reply) -> Versioned | None | object:
+        """A streamed answer as :meth:`NetworkStore._finish` makes it, its body first checked
+        (on a worker: an MD5 takes a while) when the headers state a hash; damaged: REDO."""
+        if answer.status != 200 or body_check(answer.headers) is None:
+            return super()._finish(key, answer)
+        data, headers = bytes(answer.body), answer.headers  # the buffer is reused: keep a copy
+
+        def checked() -> Versioned | object:
+            if damage(headers, data) is not None:
+                return REDO  # read again the careful way: retried, then a StoreError
+            value, gen = headers.get("content-encoding"), self._generation(headers)
+            return Versioned(decode_content(data, value, self._public(key)) if needs_decoding(value) else data, gen)
+
+        return Later(checked)
 
     def _stream(self, fast: FastGets, keys: list[str], expected_bytes: int | None,
                 runtime: "Runtime | None" = None) -> Iterator[tuple[str, Versioned | None]]:
