@@ -75,10 +75,17 @@ def read_points(rt: Runtime, scale: Scale, store: Store, points: Any, opts: Read
                     "pass fill_missing=True to read missing chunks as zeros"
                 )
             return
+        # the same checks as a cutout's: a chunk of the wrong size is a DecodeError, never values
         if partial is not None:
-            out[sel] = partial(data, spec, local)
+            got = partial(data, spec, local)
+            if got.shape != (len(sel), nc):
+                raise spec.error(f"its {len(sel)} points decode to shape {got.shape}")
         else:
-            out[sel] = codec.decode(data, spec)[local[:, 0], local[:, 1], local[:, 2]]
+            chunk = codec.decode(data, spec)
+            if chunk.shape != spec.shape:
+                raise spec.error(f"decodes to shape {chunk.shape}")
+            got = chunk[local[:, 0], local[:, 1], local[:, 2]]
+        out[sel] = got
 
     by_bytes, whole = [], []
     for i in range(len(uniq)):
@@ -89,6 +96,7 @@ def read_points(rt: Runtime, scale: Scale, store: Store, points: Any, opts: Read
 
     def ranged(g: tuple[np.ndarray, ChunkSpec, str, np.ndarray]) -> None:
         sel, spec, name, local = g
+        # the codec's ranges include what tells a chunk of the wrong length (points_from_ranges checks)
         parts = store.get_decoded_ranges(name, by_range(spec, local))  # type: ignore[misc]
         if parts is None:
             fill(sel, spec, name, local, None)

@@ -13,13 +13,15 @@ never this code.
 
 from __future__ import annotations
 
+import math
+import os
 from dataclasses import dataclass
 
 import numpy as np
 
 from .bbox import Request
 from .codecs import ChunkSpec, get_codec
-from .errors import ChunkNotFoundError, OutOfBoundsError
+from .errors import ChunkNotFoundError, OutOfBoundsError, RequestError
 from .info import Scale
 from .plan import Paste, plan_pastes
 from .progress import tracked
@@ -50,9 +52,36 @@ def check_bounds(req: Request, scale: Scale, mip: int, bounded: bool) -> None:
         )
 
 
+def physical_memory() -> int | None:
+    """This machine's physical memory in bytes (None where the OS does not say)."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def check_size(req: Request, dtype: np.dtype, mip: int) -> None:
+    """Refuse, before allocating, an output larger than the machine's physical memory (a box
+    that ``bounded=False`` lets reach far outside the volume): a :class:`RequestError` that
+    says how much it would take, not numpy's MemoryError or the OOM killer."""
+    nbytes = math.prod(req.out_shape) * dtype.itemsize
+    memory = physical_memory()
+    if memory is not None and nbytes > memory:
+        raise RequestError(
+            f"reading {req.bbox} at mip {mip} would allocate {nbytes} bytes ({nbytes / 2**30:.1f} GiB of "
+            f"{dtype}, shape {req.out_shape}), more than this machine's {memory / 2**30:.1f} GiB of memory; "
+            "read it in smaller boxes (or lazily with vol.to_dask())"
+        )
+
+
 def read(runtime: Runtime, scale: Scale, store: Store, req: Request, opts: ReadOptions, mip: int) -> np.ndarray:
-    """The ``(X, Y, Z, C)`` Fortran-order array ``req`` asks for, read from ``store``'s chunks."""
+    """The ``(X, Y, Z, C)`` Fortran-order array ``req`` asks for, read from ``store``'s chunks.
+
+    An output larger than the machine's physical memory is refused (:func:`check_size`);
+    every decoded chunk must have the shape its spec says, else :class:`DecodeError`.
+    """
     check_bounds(req, scale, mip, opts.bounded)
+    check_size(req, opts.dtype, mip)
     codec = get_codec(scale.encoding)  # fails here, not at open, for an unknown encoding
     inside = req.bbox.intersection(scale.bounds) == req.bbox
     out = (np.empty if inside else np.zeros)(req.out_shape, dtype=opts.dtype, order="F")
@@ -84,9 +113,14 @@ def read(runtime: Runtime, scale: Scale, store: Store, req: Request, opts: ReadO
         if region_decode is not None and any(s.start > 0 or s.stop < n for s, n in zip(src, spec.shape)):
             # decode only the part of the chunk the request needs
             chunk, origin = region_decode(data, spec, [s.start for s in src], [s.stop for s in src])
+            if chunk.shape[3:] != (nc,) or any(o > s.start or o + n < s.stop
+                                                for s, o, n in zip(src, origin, chunk.shape)):
+                raise spec.error(f"a region decodes to {chunk.shape} at {tuple(origin)}, short of {src}")
             src = tuple(slice(s.start - o, s.stop - o, s.step) for s, o in zip(src, origin))
         else:
             chunk = codec.decode(data, spec)
+            if chunk.shape != spec.shape:  # a wrong shape could broadcast into the output unnoticed
+                raise spec.error(f"decodes to shape {chunk.shape}")
         out[p.dst] = chunk[src] if full_channels else chunk[(*src, chans)]
 
     todo = {scale.chunk_name(p.cell): p for p in plan_pastes(scale, req)}
@@ -105,4 +139,4 @@ def read(runtime: Runtime, scale: Scale, store: Store, req: Request, opts: ReadO
     return out
 
 
-__all__ = ["ReadOptions", "SMALL_READ", "check_bounds", "read"]
+__all__ = ["ReadOptions", "SMALL_READ", "check_bounds", "check_size", "physical_memory", "read"]

@@ -124,7 +124,9 @@ class Volume:
 
     @property
     def url(self) -> str:
-        return str(self._store.url)
+        """The volume's URL as it may be shown: a password in it reads ``user:***@host``
+        (requests still use it; reopen with the URL you passed, not with this)."""
+        return self._store.url.redacted
 
     @property
     def store(self) -> Store:
@@ -226,11 +228,32 @@ class Volume:
         return self._scale_stores[m]
 
     def uncached_store(self, mip: int | None = None) -> Store:
-        """A scale's chunks without the LRU or disk cache."""
+        """A scale's chunks without the LRU or disk cache.
+
+        Its ``decoded_limit`` bounds what one chunk may inflate to when its transport
+        compression is undone (:func:`~cloudvolume_lite.compression.decoded_bound` of a chunk's
+        bytes in memory, or of the most a compressed_segmentation chunk's padded blocks can
+        take): a damaged or hostile chunk costs a few MiB before its DecodeError, never what it
+        claims. On a sharded scale the limit is the ShardedStore's, for its own decompression.
+        """
+        from . import compression
+
         mip = self._mip_index(mip)
         scale = self._info.scales[mip]
         store = self._store.child(scale.key)
-        return ShardedStore(store, scale, recheck=self.recheck) if scale.sharding is not None else store
+        if scale.sharding is not None:
+            store = ShardedStore(store, scale, recheck=self.recheck)
+        itemsize, nc = self.dtype.itemsize, self.num_channels
+        expected = int(np.prod(scale.chunk_size)) * itemsize * nc
+        block = scale.compressed_segmentation_block_size
+        if scale.encoding == "compressed_segmentation" and block is not None:
+            # per channel: its offset, 8-byte block headers, indices of up to 32 bits and a
+            # table entry per voxel of the padded blocks
+            grid = [-(-c // b) for c, b in zip(scale.chunk_size, block)]
+            padded = int(np.prod(grid)) * int(np.prod(block))
+            expected = max(expected, nc * (4 + 8 * int(np.prod(grid)) + padded * (4 + itemsize)))
+        store.decoded_limit = compression.decoded_bound(expected)
+        return store
 
     @property
     def lru(self) -> ChunkLRU | None:

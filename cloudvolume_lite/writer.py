@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import reprlib
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -54,11 +55,51 @@ def transport_encoding(opts: WriteOptions, scale: Scale, store: Store) -> str | 
     return compression.normalize(setting)
 
 
+def _scalar(value: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """A 0-d ``value`` as a 0-d array of ``dtype`` if it is stored as itself: an integer in the
+    type's range, a float into an integer type only if whole and in range, a float into a
+    float type unless it overflows to infinity; else a :class:`RequestError` (``300`` into
+    uint8 must not become 44, ``-1`` 255, ``0.7`` or NaN 0)."""
+    x = given = value.item()  # a Python bool, int, float or complex (object arrays: the object)
+    if isinstance(x, complex) and dtype.kind != "c":
+        why = None if x.imag == 0 else "it has an imaginary part"
+        x = x.real
+    else:
+        why = None if isinstance(x, (int, float, complex)) else f"it is a {type(x).__name__}, not a number"
+    if why is None and dtype.kind in "iub":
+        info = np.iinfo(dtype) if dtype.kind != "b" else None
+        lo, hi = (0, 1) if info is None else (info.min, info.max)
+        if isinstance(x, float) and not (np.isfinite(x) and x == int(x)):
+            why = "it is not a whole number"
+        elif not lo <= int(x) <= hi:
+            why = f"it is outside {dtype}'s range {lo}..{hi}"
+    elif why is None and dtype.kind in "fc":
+        try:
+            with np.errstate(over="ignore"):
+                overflows = bool(np.isinf(np.asarray(x, dtype=dtype))) and not np.isinf(x)
+        except OverflowError:  # an int too large even for a float64
+            overflows = True
+        if overflows:
+            why = f"it is outside {dtype}'s range"
+    elif why is None:
+        why = f"a {dtype} volume holds no numbers"
+    if why is not None:
+        raise RequestError(f"value {reprlib.repr(given)} cannot be stored in this {dtype} volume: {why}; "
+                           "write a value that fits, or convert it yourself first")
+    return np.asarray(x, dtype=dtype)
+
+
 def _as_array(array: Any, req: Request, dtype: np.dtype) -> np.ndarray:
-    arr = np.asarray(array)
+    """``array`` as the request's ``(X, Y, Z, C)`` shape in ``dtype``, never with changed values:
+    arrays must cast safely, scalars must be stored as themselves (:func:`_scalar`)."""
+    try:
+        arr = np.asarray(array)
+    except (ValueError, TypeError) as e:  # a ragged list, or something numpy cannot hold
+        raise RequestError(f"a {type(array).__name__} cannot be written: it is not an array ({e}); "
+                           "write a numpy array of the region's shape") from None
     shape = req.out_shape
     if arr.ndim == 0:
-        return np.broadcast_to(arr.astype(dtype), shape)
+        return np.broadcast_to(_scalar(arr, dtype), shape)
     if arr.ndim == 3 and shape[3] == 1:
         arr = arr[..., np.newaxis]
     if arr.shape != shape:

@@ -26,6 +26,8 @@ def _check(data: bytes, spec: ChunkSpec) -> None:
     sx, sy, sz = struct.unpack("<HHH", bytes(data[6:12]))
     if (sx, sy, sz) != spec.shape[:3] or width not in (1, 2, 4, 8):
         raise spec.error(f"compresso header says {sx}x{sy}x{sz} of {width}-byte labels")
+    if width > spec.dtype.itemsize:  # its labels would be cut to fit: wrong values, silently
+        raise spec.error(f"compresso header says {width}-byte labels, wider than the volume's {spec.dtype}")
 
 
 def _run(fn, spec: ChunkSpec):  # noqa: ANN001, ANN202

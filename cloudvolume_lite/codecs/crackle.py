@@ -23,6 +23,8 @@ def _check(data: bytes, spec: ChunkSpec):  # noqa: ANN202
         raise spec.error(f"crackle header unreadable ({e})") from None
     if (head.sx, head.sy, head.sz) != spec.shape[:3]:
         raise spec.error(f"crackle header says {head.sx}x{head.sy}x{head.sz}")
+    if head.data_width > spec.dtype.itemsize:  # its labels would be cut to fit: wrong values, silently
+        raise spec.error(f"crackle header says {head.data_width}-byte labels, wider than the volume's {spec.dtype}")
     return crackle
 
 

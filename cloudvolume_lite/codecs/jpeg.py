@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import ChunkSpec
-from ._image import chunk_to_pixels, pixels_to_chunk
+from ._image import check_picture, chunk_to_pixels, pixels_to_chunk
 
 
 def _check(spec: ChunkSpec) -> None:
@@ -19,8 +19,14 @@ def decode(data: bytes, spec: ChunkSpec) -> np.ndarray:
     import simplejpeg
 
     _check(spec)
+    data = bytes(data)
     try:
-        pixels = simplejpeg.decode_jpeg(bytes(data), colorspace="GRAY" if spec.shape[3] == 1 else "RGB")
+        height, width = simplejpeg.decode_jpeg_header(data)[:2]
+    except (ValueError, RuntimeError, OSError) as e:
+        raise spec.error(f"not a readable JPEG ({e})") from None
+    check_picture(width, height, spec, "JPEG")  # before libjpeg-turbo allocates what the header claims
+    try:
+        pixels = simplejpeg.decode_jpeg(data, colorspace="GRAY" if spec.shape[3] == 1 else "RGB")
     except (ValueError, RuntimeError, OSError) as e:
         raise spec.error(f"not a readable JPEG ({e})") from None
     return pixels_to_chunk(pixels, spec)

@@ -13,7 +13,7 @@ import zlib
 import numpy as np
 
 from . import ChunkSpec
-from ._image import chunk_to_pixels, pixels_to_chunk
+from ._image import check_picture, chunk_to_pixels, pixels_to_chunk
 
 _COLOR_TYPES = {1: 0, 2: 4, 3: 2, 4: 6}  # channels -> PNG colour type
 
@@ -25,11 +25,12 @@ def _check(spec: ChunkSpec) -> None:
         raise spec.error(f"png holds 1 to 4 channels, not {spec.shape[3]}")
 
 
-def _header(data: bytes) -> tuple[int, int] | None:
-    """(bit depth, colour type) from the IHDR chunk, or None if this is not a PNG."""
+def _header(data: bytes) -> tuple[int, int, int, int] | None:
+    """(width, height, bit depth, colour type) from the IHDR chunk, or None if this is not a PNG."""
     if len(data) < 33 or data[:8] != b"\x89PNG\r\n\x1a\n" or data[12:16] != b"IHDR":
         return None
-    return data[24], data[25]
+    width, height = struct.unpack(">II", data[16:24])
+    return width, height, data[24], data[25]
 
 
 def decode(data: bytes, spec: ChunkSpec) -> np.ndarray:
@@ -37,9 +38,11 @@ def decode(data: bytes, spec: ChunkSpec) -> np.ndarray:
 
     _check(spec)
     data = bytes(data)
-    hdr = _header(data)
-    if hdr is None:
+    head = _header(data)
+    if head is None:
         raise spec.error("not a PNG (bad signature or header)")
+    check_picture(head[0], head[1], spec, "PNG")  # before libspng allocates what the header claims
+    hdr = head[2:]
     try:
         if hdr == (16, 0):
             import io

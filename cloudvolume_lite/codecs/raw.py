@@ -24,16 +24,21 @@ def decode_points(data: bytes, spec: ChunkSpec, xyz: np.ndarray) -> np.ndarray:
 
 
 def point_ranges(spec: ChunkSpec, xyz: np.ndarray) -> list[tuple[int, int]]:
-    """Byte ranges holding the voxels at ``xyz`` (N, 3), channel-major: all of channel 0 first."""
+    """Byte ranges holding the voxels at ``xyz`` (N, 3), channel-major: all of channel 0 first,
+    then one range over the chunk's last byte and the one after it, which tells a chunk of the
+    wrong length (as :func:`decode` refuses it) without reading it whole."""
     ex, ey, ez, nc = spec.shape
     size = spec.dtype.itemsize
     lin = xyz[:, 0] + ex * (xyz[:, 1] + ey * xyz[:, 2])
     starts = ((lin[None, :] + (ex * ey * ez) * np.arange(nc)[:, None]) * size).ravel()
-    return [(int(a), int(a) + size) for a in starts]
+    return [(int(a), int(a) + size) for a in starts] + [(spec.nbytes - 1, spec.nbytes + 1)]
 
 
 def points_from_ranges(parts: list[bytes], spec: ChunkSpec, n: int) -> np.ndarray:
     """The (N, C) values of :func:`point_ranges`'s ranges once read."""
+    *parts, tail = parts
+    if len(tail) != 1:  # the last byte is missing, or there is more after it
+        raise spec.error(f"is {'shorter' if not tail else 'longer'} than its {spec.nbytes} bytes")
     blob = b"".join(parts)
     if len(blob) != n * spec.shape[3] * spec.dtype.itemsize:
         raise spec.error(f"is shorter than its {spec.nbytes} bytes (a voxel read came back short)")

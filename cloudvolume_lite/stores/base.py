@@ -55,6 +55,8 @@ class Store(ABC):
 
     #: a good number of requests to keep in flight against this backend
     default_parallel: int = 8
+    #: the most bytes one object may inflate to (transport decompression); larger is a DecodeError
+    decoded_limit: int | None = None
     #: True when a request waits on a network: worth many in flight. Local stores are CPU-bound,
     #: so a batch over them is worth about one loop per core.
     latency_bound: bool = True
@@ -186,6 +188,16 @@ class Store(ABC):
         from .batch import Gets
 
         return Gets(self.read, keys, self.batch_width(runtime))
+
+    def iter_revalidate(self, generations: Mapping[str, str], runtime: "Runtime | None" = None
+                        ) -> Iterator[tuple[str, Versioned | None]]:
+        """Conditional reads of several keys, each ``read(key, if_none_match=generation)``:
+        ``Versioned(None, g)`` for an object still at its generation, the new bytes for one
+        that changed, None for one that is gone. Network stores stream them (one request each,
+        no body when unchanged)."""
+        from .batch import Gets
+
+        return Gets(lambda k: self.read(k, if_none_match=generations[k]), list(generations), self.batch_width(runtime))
 
     def batch_width(self, runtime: "Runtime | None") -> int:
         """Loops worth running over a batch of single gets: ``runtime.parallel`` when a get waits
@@ -363,7 +375,9 @@ def whole_reader(store: Store) -> Callable[[str], Versioned | None]:
 def iter_through_cache(keys: Iterable[str], lookup: Callable[[str], "tuple[Versioned, object] | None"],
                        revalidate: Callable[[str, object], Versioned | None], keep: Callable[[str, Versioned], None],
                        inner: Store, expected_bytes: int | None, runtime: "Runtime | None" = None,
-                       read: Callable[[str], Versioned | None] | None = None
+                       read: Callable[[str], Versioned | None] | None = None,
+                       ask: "Callable[[object], str | None] | None" = None,
+                       settle: "Callable[[str, object, Versioned | None], Versioned | None] | None" = None
                        ) -> Iterator[tuple[str, Versioned | None]]:
     """A cache layer's ``iter_read``: ``(key, Versioned | None)`` for each key, as concurrent as
     ``inner``'s batch.
@@ -372,7 +386,10 @@ def iter_through_cache(keys: Iterable[str], lookup: Callable[[str], "tuple[Versi
     to serve, else what ``revalidate(key, due)`` needs to check it with the store (and update
     the cache). Fresh hits come first, then the due ones, revalidated by the batch's loops at
     once (``inner.batch_width`` of them), then the misses as ``inner.iter_read`` delivers them,
-    each found handed to ``keep``. When ``inner`` reads key by key anyway (the default batch),
+    each found handed to ``keep``. With ``ask`` and ``settle``, due copies whose generation
+    ``ask(due)`` names are checked in one batch of ``inner.iter_revalidate`` (streamed by network
+    stores) and ``settle(key, due, answer)`` applies each answer to the cache; the others go to
+    ``revalidate``. When ``inner`` reads key by key anyway (the default batch),
     the cache's own ``read`` is used for every key instead, so that concurrent reads of one key
     still cost one load.
     """
@@ -393,8 +410,20 @@ def iter_through_cache(keys: Iterable[str], lookup: Callable[[str], "tuple[Versi
         else:
             due[key] = found[1]
     parts: list[Iterator] = [items(fresh)]  # type: ignore[arg-type]
-    if due:
-        parts.append(Gets(lambda k: revalidate(k, due[k]), list(due), width))
+    asked: dict[str, str] = {}
+    if ask is not None and settle is not None:
+        for k, d in due.items():
+            g = ask(d)
+            if g is not None:
+                asked[k] = g
+    others = [k for k in due if k not in asked]
+    if others:
+        parts.append(Gets(lambda k: revalidate(k, due[k]), others, width))
+    if asked:
+        checks: Iterator = inner.iter_revalidate(asked, runtime)
+        if not getattr(checks, "concurrent_next", False):
+            checks = Serial(checks)
+        parts.append(Mapped(checks, None, lambda k, got: settle(k, due[k], got)))  # type: ignore[misc]
     if not missing:
         return Chain(parts)  # type: ignore[return-value]
     if by_read:

@@ -180,12 +180,14 @@ class Serial:
 
 
 class Mapped:
-    """A batch whose values pass through ``fn`` (``Versioned`` to bytes, say); it keeps the
-    inner batch's width, length and way of being advanced."""
+    """A batch whose values pass through ``fn(value)`` (``Versioned`` to bytes, say) or
+    ``keyed(key, value)``; it keeps the inner batch's width, length and way of being advanced."""
 
-    def __init__(self, inner: Iterator[tuple[str, object]], fn: Callable[[object], object]):
+    def __init__(self, inner: Iterator[tuple[str, object]], fn: Callable[[object], object] | None,
+                 keyed: Callable[[str, object], object] | None = None):
         self._inner = inner
         self._fn = fn
+        self._keyed = keyed
         self.concurrent_next = getattr(inner, "concurrent_next", False)
         if hasattr(inner, "width"):  # none: the reader decides (see Chain)
             self.width = inner.width
@@ -198,7 +200,9 @@ class Mapped:
 
     def __next__(self) -> Item:
         key, value = next(self._inner)
-        return key, self._fn(value)  # type: ignore[return-value]
+        if self._keyed is not None:
+            return key, self._keyed(key, value)  # type: ignore[return-value]
+        return key, self._fn(value)  # type: ignore[misc,return-value]
 
     def close(self) -> None:
         close = getattr(self._inner, "close", None)

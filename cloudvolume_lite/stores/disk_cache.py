@@ -872,10 +872,28 @@ class DiskCacheStore(WrapperStore):
         """Chunks on disk first, then the due ones revalidated at once, then the rest as the
         inner store delivers them (and kept)."""
         since, started = self.cache.epoch, self._now()
+
+        def ask(copy: object) -> str | None:
+            # a damaged copy, or one without a generation, is fetched again by _revalidate
+            return copy.generation if isinstance(copy, CachedCopy) and self._conditional else None
+
+        def settle(key: str, copy: object, got: Versioned | None) -> Versioned | None:
+            """The store's answer to a check of a due copy (asked after ``since``)."""
+            path = self._file(key)
+            if got is None:
+                self.cache.forget(path)
+                return None
+            if got.data is None:
+                self.cache.checked(path, copy.generation, started)  # type: ignore[attr-defined]
+                self.cache.touch(path)
+                return Versioned(copy.data, copy.generation)  # type: ignore[attr-defined]
+            self.cache.keep(path, got.data, got.generation, started, since=since)
+            return got
+
         return iter_through_cache(keys, self._lookup, self._revalidate,
                                   lambda k, v: self.cache.keep(self._file(k), v.data, v.generation, started,
                                                                since=since),
-                                  self.inner, expected_bytes, runtime, read=self.cached_read)
+                                  self.inner, expected_bytes, runtime, read=self.cached_read, ask=ask, settle=settle)
 
     def iter_get(self, keys: "Iterable[str]", expected_bytes: int | None = None,
                  runtime: "Runtime | None" = None) -> Iterator[tuple[str, bytes | None]]:

@@ -392,7 +392,8 @@ class GCSStore(NetworkStore):
         return self._fast.get()
 
     def _stream(self, fast: FastGets, keys: list[str], expected_bytes: int | None,
-                runtime: "Runtime | None" = None) -> Iterator[tuple[str, Versioned | None]] | None:
+                runtime: "Runtime | None" = None, unless: Mapping[str, str] | None = None
+                ) -> Iterator[tuple[str, Versioned | None]] | None:
         """Whole objects as JSON-API media downloads with the SDK's credentials as a bearer
         token; a failure, a 5xx or a hash mismatch is done again by ``read`` through the SDK."""
         client = self._client.get()
@@ -406,10 +407,12 @@ class GCSStore(NetworkStore):
         headers = {"Accept-Encoding": "gzip", **auth}
 
         def request(key: str) -> tuple[str, dict[str, str]]:
-            return f"{prefix}{quote(self._name(key), safe='')}?alt=media{pays}", headers
+            # a check of a cached copy: GCS answers 304 when the generation is still that one
+            cond = f"&ifGenerationNotMatch={quote(unless[key], safe='')}" if unless else ""
+            return f"{prefix}{quote(self._name(key), safe='')}?alt=media{pays}{cond}", headers
 
-        return fast.stream(keys, request, self._finish, self.read, expected_bytes, describe=self.url.key_url,
-                           runtime=runtime)
+        return fast.stream(keys, request, self._unless(self._finish, unless), self._redo(unless), expected_bytes,
+                           describe=self.url.key_url, runtime=runtime)
 
     def _intact(self, answer: Reply) -> bool:
         # an answer that names no generation cannot be reported as a Versioned: the SDK path asks

@@ -474,18 +474,28 @@ class HTTPStore(NetworkStore):
             if damage(headers, data) is not None:
                 return REDO  # read again the careful way: retried, then a StoreError
             value, gen = headers.get("content-encoding"), self._generation(headers)
-            return Versioned(decode_content(data, value, self._public(key)) if needs_decoding(value) else data, gen)
+            return Versioned(decode_content(data, value, self._public(key), self.decoded_limit)
+                             if needs_decoding(value) else data, gen)
 
         return Later(checked)
 
     def _stream(self, fast: FastGets, keys: list[str], expected_bytes: int | None,
-                runtime: "Runtime | None" = None) -> Iterator[tuple[str, Versioned | None]]:
+                runtime: "Runtime | None" = None, unless: Mapping[str, str] | None = None
+                ) -> Iterator[tuple[str, Versioned | None]]:
         """Whole objects with their generations, ``parallel`` requests in flight from the calling
         thread (see ``http_fetch.py``); a failure, a 5xx, a redirect or chunked framing is done
-        again by ``read`` on a few threads, within what is left of the key's time."""
+        again by ``read`` on a few threads, within what is left of the key's time. With
+        ``unless``, each request is conditional on its key's generation (a 304: unchanged)."""
         headers = {"Accept-Encoding": ACCEPT_ENCODING}
-        return fast.stream(keys, lambda k: (self._key_path(k), headers), self._finish, self.read, expected_bytes,
-                           redo_until=lambda k, until: self._read(k, None, until), describe=self._public,
+        if unless:
+            def request(k: str) -> tuple[str, dict[str, str]]:
+                return self._key_path(k), {**headers, **condition_headers(Cond(None, unless[k]))}
+        else:
+            def request(k: str) -> tuple[str, dict[str, str]]:
+                return self._key_path(k), headers
+        cond = (lambda k: Cond(None, unless.get(k))) if unless else (lambda k: Cond())
+        return fast.stream(keys, request, self._unless(self._finish, unless), self._redo(unless), expected_bytes,
+                           redo_until=lambda k, until: self._read(k, None, until, cond(k)), describe=self._public,
                            runtime=runtime)
 
     # -- Store ---------------------------------------------------------------------------------

@@ -75,7 +75,7 @@ class LocalStore(Store):
                 continue
             except OSError as e:
                 raise StoreError(f"reading {path + suffix} failed: {e}") from None
-            return compression.decompress(data, enc, path + suffix)
+            return compression.decompress(data, enc, path + suffix, self.decoded_limit)
         return None
 
     def read(self, key: str, byte_range: ByteRange | None = None, *, if_match: str | None = None,
@@ -97,7 +97,7 @@ class LocalStore(Store):
                 continue
             except OSError as e:
                 raise StoreError(f"reading {path + suffix} failed: {e}") from None
-            return Versioned(compression.decompress(data, enc, path + suffix), gen)
+            return Versioned(compression.decompress(data, enc, path + suffix, self.decoded_limit), gen)
         if if_match is not None:
             raise ConflictError(f"{path} is gone (it was at generation {if_match})")
         return None

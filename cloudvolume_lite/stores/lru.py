@@ -354,9 +354,22 @@ class LRUStore(WrapperStore):
         inner store delivers them (with their generations)."""
         since = self.lru.epoch  # what this batch fetches is kept only if nothing was written meanwhile
         started = self._now()
+        def ask(entry: object) -> str | None:
+            return entry.generation if self._conditional else None  # type: ignore[attr-defined]
+
+        def settle(key: str, entry: object, got: Versioned | None) -> Versioned | None:
+            """The store's answer to a check of a due entry (asked after ``since``)."""
+            k = self._ns + key
+            if got is None:
+                self.lru.drop(k, entry)
+                return None
+            new = Cached(entry.value if got.data is None else got, started)  # type: ignore[attr-defined]
+            self.lru.replace(k, entry, new, since)
+            return new.value
+
         return iter_through_cache(keys, self._lookup, self._revalidate,
                                   lambda k, v: self.lru.put(self._ns + k, Cached(v, started), since),
-                                  self.inner, expected_bytes, runtime, read=self.cached_read)
+                                  self.inner, expected_bytes, runtime, read=self.cached_read, ask=ask, settle=settle)
 
     def iter_get(self, keys: Iterable[str], expected_bytes: int | None = None,
                  runtime: "Runtime | None" = None) -> Iterator[tuple[str, bytes | None]]:

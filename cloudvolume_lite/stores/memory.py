@@ -96,7 +96,7 @@ class MemoryStore(Store):
             return Versioned(None, gen)
         if byte_range is not None:
             return Versioned(data[byte_range[0] : byte_range[1]], gen)  # ranges see stored bytes, like GCS/S3
-        return Versioned(compression.decompress(data, enc, self.url.key_url(key)), gen)
+        return Versioned(compression.decompress(data, enc, self.url.key_url(key), self.decoded_limit), gen)
 
     def stat(self, key: str) -> str | None:
         item = self._data.get(self._path(key))

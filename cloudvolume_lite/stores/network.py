@@ -1,9 +1,10 @@
 """What the network stores (http, gs, s3) do the same way, written once.
 
 - Keys: ``key`` names the object ``<url.path>/<key>`` (just ``key`` at a bucket's or host's root).
-- ``get``: a whole read undoes the object's ``Content-Encoding`` (:func:`decode_content`); a
-  ranged read checks its range (``start < 0`` is an error, an empty range asks whether the object
-  exists) and returns the stored bytes of it. ``get_ranges`` coalesces nearby ranges.
+- ``get``: a whole read undoes the object's ``Content-Encoding`` (:func:`decode_content`, within
+  the store's ``decoded_limit``, streamed or not); a ranged read checks its range (``start < 0``
+  is an error, an empty range asks whether the object exists) and returns the stored bytes of
+  it. ``get_ranges`` coalesces nearby ranges.
 - Batches (``iter_get``) of more than one key stream through the one-thread fetcher
   (``http_fetch.py``, via :class:`~.streaming.FastGets`) when the backend can use it; otherwise the
   default batch of ``get`` calls.
@@ -98,12 +99,13 @@ def needs_decoding(value: str | None) -> bool:
     return bool(_codings(value))
 
 
-def decode_content(data: bytes | bytearray, value: str | None, what: str) -> bytes:
+def decode_content(data: bytes | bytearray, value: str | None, what: str, limit: int | None = None) -> bytes:
     """Undo a ``Content-Encoding`` header value: ``"gzip, br"`` means gzip was applied first, so
     it is undone last; ``identity`` and S3's ``aws-chunked`` change nothing. ``what`` names the
-    object in a :class:`DecodeError`."""
+    object in a :class:`DecodeError`; ``limit`` (a store's ``decoded_limit``) bounds what each
+    step may inflate to, past it a :class:`DecodeError`."""
     for enc in reversed(_codings(value)):
-        data = compression.decompress(data, enc, what)
+        data = compression.decompress(data, enc, what, limit)
     # immutable, so no decoded view can ever write into what a cache keeps
     return data if isinstance(data, bytes) else bytes(data)
 
@@ -158,11 +160,12 @@ class NetworkStore(Store):
     def _streaming(self) -> FastGets:
         """The store family's streaming gets (shared with its children)."""
 
-    def _stream(self, fast: FastGets, keys: list[str], expected_bytes: int | None, runtime: Runtime | None = None
-                ) -> Iterator[tuple[str, Versioned | None]] | None:
+    def _stream(self, fast: FastGets, keys: list[str], expected_bytes: int | None, runtime: Runtime | None = None,
+                unless: Mapping[str, str] | None = None) -> Iterator[tuple[str, Versioned | None]] | None:
         """The batch streamed through ``fast`` (its careful re-requests done by :meth:`read`, the
         finishing work on ``runtime``'s fetch and cpu lanes), as ``(key, Versioned | None)``, or
-        None to leave it to the default batch."""
+        None to leave it to the default batch. ``unless``: key -> generation, for a batch of
+        :meth:`iter_revalidate` (requests conditional on it, see :meth:`_unless`, :meth:`_redo`)."""
         return None
 
     def _intact(self, answer: Reply) -> bool:
@@ -179,7 +182,7 @@ class NetworkStore(Store):
         gen = self._generation(answer.headers)
         if not needs_decoding(value):
             return Versioned(data, gen)
-        return Later(lambda: Versioned(decode_content(data, value, self._public(key)), gen))
+        return Later(lambda: Versioned(decode_content(data, value, self._public(key), self.decoded_limit), gen))
 
     # -- Store ---------------------------------------------------------------------------------
     @property
@@ -207,7 +210,7 @@ class NetworkStore(Store):
             data, encoding, gen = got
             if data is None:
                 return Versioned(None, gen)
-            return Versioned(decode_content(data, encoding, self._public(key)), gen)
+            return Versioned(decode_content(data, encoding, self._public(key), self.decoded_limit), gen)
         start, end = int(byte_range[0]), int(byte_range[1])
         if start < 0:
             raise RequestError(f"{what}: byte range {byte_range} starts before 0")
@@ -236,6 +239,34 @@ class NetworkStore(Store):
         fast = self._streaming()
         batch = self._stream(fast, keys, expected_bytes, runtime) if fast.usable and len(keys) > 1 else None
         return super().iter_read(keys, expected_bytes, runtime) if batch is None else batch
+
+    def iter_revalidate(self, generations: Mapping[str, str], runtime: Runtime | None = None
+                        ) -> Iterator[tuple[str, Versioned | None]]:
+        """Checks of several cached copies streamed like any batch, each request conditional on
+        its copy's generation: an unchanged object costs a round trip and no body."""
+        keys = list(generations)
+        fast = self._streaming()
+        batch = self._stream(fast, keys, None, runtime, generations) if fast.usable and len(keys) > 1 else None
+        return super().iter_revalidate(generations, runtime) if batch is None else batch
+
+    def _unless(self, finish: Callable[[str, Reply], object], unless: Mapping[str, str] | None
+                ) -> Callable[[str, Reply], object]:
+        """``finish`` for a batch of conditional reads: a 304 is "still at the generation asked about"."""
+        if not unless:
+            return finish
+
+        def conditional(key: str, answer: Reply) -> object:
+            if answer.status == 304 and key in unless:
+                return Versioned(None, unless[key])
+            return finish(key, answer)
+
+        return conditional
+
+    def _redo(self, unless: Mapping[str, str] | None) -> Callable[[str], Versioned | None]:
+        """The careful read of one key of a streamed batch (conditional like the batch)."""
+        if not unless:
+            return self.read
+        return lambda key: self.read(key, if_none_match=unless.get(key))
 
     def iter_get(self, keys: Iterable[str], expected_bytes: int | None = None,
                  runtime: Runtime | None = None) -> Iterator[tuple[str, bytes | None]]:

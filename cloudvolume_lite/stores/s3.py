@@ -36,7 +36,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from typing import TYPE_CHECKING, Any, Callable, Iterator, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, TypeVar
 from urllib.parse import urlsplit
 
 import boto3
@@ -275,7 +275,8 @@ class S3Store(NetworkStore):
         return self._fast.get()
 
     def _stream(self, fast: FastGets, keys: list[str], expected_bytes: int | None,
-                runtime: "Runtime | None" = None) -> Iterator[tuple[str, Versioned | None]]:
+                runtime: "Runtime | None" = None, unless: Mapping[str, str] | None = None
+                ) -> Iterator[tuple[str, Versioned | None]]:
         """Whole objects as presigned GETs (botocore signs each URL, so endpoints, addressing,
         regions and session tokens are its business); the ETag check and decompression run on
         workers; a failure, a 5xx, a 403, a redirect or a mismatch is done again by ``read``."""
@@ -291,13 +292,15 @@ class S3Store(NetworkStore):
             if origin(parts.scheme, parts.hostname or "", parts.port) != home:
                 strays.add(key)  # the slow way reads it; the fetcher's origin gets a harmless path
                 parts = urlsplit(f"{home}/cvl-origin-mismatch/{key}")
-            return (f"{parts.path}?{parts.query}" if parts.query else parts.path), headers
+            path = f"{parts.path}?{parts.query}" if parts.query else parts.path
+            # If-None-Match is not among the signed headers, so it may go with a presigned GET
+            return path, ({**headers, "If-None-Match": unless[key]} if unless else headers)
 
         def finish(key: str, answer: Reply) -> Versioned | None | object:
             return REDO if key in strays else self._finish(key, answer)
 
-        return fast.stream(keys, request, finish, self.read, expected_bytes, describe=self.url.key_url,
-                           runtime=runtime)
+        return fast.stream(keys, request, self._unless(finish, unless), self._redo(unless), expected_bytes,
+                           describe=self.url.key_url, runtime=runtime)
 
     def _finish(self, key: str, answer: Reply) -> Versioned | None | object:
         if answer.status == 404:
@@ -315,8 +318,8 @@ class S3Store(NetworkStore):
             _verify_etag(meta, data)
         except Transient:
             return REDO
-        return Versioned(decode_content(data, headers.get("content-encoding"), self.url.key_url(key)),
-                         self._generation(headers))
+        return Versioned(decode_content(data, headers.get("content-encoding"), self.url.key_url(key),
+                                        self.decoded_limit), self._generation(headers))
 
     @property
     def supports_conditional_writes(self) -> bool:

@@ -19,7 +19,7 @@ from ..errors import ConflictError, DecodeError, RequestError, StoreError
 from ..info import Scale
 from ..sharding import ShardLayout, morton_decode
 from .base import ABSENT, ByteRange, Store, Update, Versioned, WrapperStore
-from .batch import Groups, data_only
+from .batch import Chain, Groups, data_only, items
 from .lru import ChunkLRU
 from .recheck import Recheck
 from .retry import get_ranges_coalesced
@@ -77,6 +77,10 @@ class ShardedStore(WrapperStore):
         self.recheck = recheck if recheck is not None else Recheck("open")
         self._index_cache_bytes = index_cache_bytes
         self._indices = ChunkLRU(index_cache_bytes, sizeof=_index_size)
+        # a minishard index lists at most every chunk of the scale, 24 bytes each: a gzip'd one
+        # that inflates past that is damage (or a bomb), not an index
+        grid = scale.grid_size
+        self._index_limit = 24 * int(grid[0]) * int(grid[1]) * int(grid[2]) + (64 << 10)
 
     def _where(self, shard: int) -> str:
         return self.inner.url.key_url(self.layout.shard_name(shard))
@@ -151,10 +155,25 @@ class ShardedStore(WrapperStore):
                 raise _Changed()  # the shard vanished after its index was read
             raw = got.data
             if self.layout.sharding.minishard_index_encoding == "gzip":
-                raw = compression.decompress(raw, "gzip", f"minishard {mini} index in {self._where(shard)}")
-            return Indexed(parse_minishard_index(raw, ib, self._where(shard)), gen, time.time())  # type: ignore[arg-type]
+                raw = compression.decompress(raw, "gzip", f"minishard {mini} index in {self._where(shard)}",
+                                             self._index_limit)
+            index = parse_minishard_index(raw, ib, self._where(shard))  # type: ignore[arg-type]
+            self._check_members(index, shard, mini)
+            return Indexed(index, gen, time.time())
 
         return self._cached(("mini", shard, mini), load)
+
+    def _check_members(self, index: MinishardIndex, shard: int, mini: int) -> None:
+        """Every chunk a minishard index lists must hash to that shard and minishard: another
+        shard's file in this one's place (swapped, or copied over) is damage, not "missing"."""
+        if not len(index.ids):
+            return
+        shards, minis = self.layout.locate(index.ids)
+        if (shards != np.uint64(shard)).any() or (minis != np.uint64(mini)).any():
+            raise DecodeError(
+                f"{self._where(shard)} lists chunks of other shards or minishards in its minishard {mini}: it is "
+                "another shard's file, or damaged; restore it from its source"
+            )
 
     def _locate(self, shard: int, mini: int, cid: int) -> tuple[tuple[int, int] | None, str | None, bool]:
         """(the chunk's byte range or None, the shard generation, whether the answer came from
@@ -239,7 +258,7 @@ class ShardedStore(WrapperStore):
             raise _Changed()  # the shard vanished between index read and data read
         data = got.data
         if self.layout.sharding.data_encoding == "gzip":
-            data = compression.decompress(data, "gzip", f"chunk {key} in {self._where(shard)}")
+            data = compression.decompress(data, "gzip", f"chunk {key} in {self._where(shard)}", self.decoded_limit)
         return Versioned(data, gen if gen is not None else got.generation)
 
     def lock(self, key: str) -> "ContextManager[None]":
@@ -290,7 +309,7 @@ class ShardedStore(WrapperStore):
                 raise DecodeError(f"chunk {key} in {self._where(shard)}: asked for bytes {a}-{b}, got {len(data)}; "
                                   "the shard is truncated")
             if self.layout.sharding.data_encoding == "gzip":
-                data = compression.decompress(data, "gzip", f"chunk {key} in {self._where(shard)}")
+                data = compression.decompress(data, "gzip", f"chunk {key} in {self._where(shard)}", self.decoded_limit)
             got[key] = Versioned(data, gen)
         return got
 
@@ -337,6 +356,29 @@ class ShardedStore(WrapperStore):
     def iter_get(self, keys: Iterable[str], expected_bytes: int | None = None,
                  runtime: "Runtime | None" = None) -> Iterator[tuple[str, bytes | None]]:
         return data_only(self.iter_read(keys, expected_bytes, runtime))
+
+    def iter_revalidate(self, generations: Mapping[str, str], runtime: "Runtime | None" = None
+                        ) -> Iterator[tuple[str, Versioned | None]]:
+        """Checks of cached chunks, one metadata request per shard (a chunk's generation is its
+        shard's): the chunks of unchanged shards are unchanged; the others are read afresh."""
+        keys = list(generations)
+        where = self._locations(keys)
+        shards = sorted({where[k][1] for k in keys})
+        now: dict[int, str | None] = {}
+
+        def ask(shard: int) -> None:
+            now[shard] = self.inner.stat(self.layout.shard_name(shard))
+
+        if runtime is None:
+            for shard in shards:
+                ask(shard)
+        else:
+            runtime.run(ask, shards, self.inner.batch_width(runtime))
+        same = [(k, Versioned(None, generations[k])) for k in keys if now[where[k][1]] == generations[k]]
+        changed = [k for k in keys if now[where[k][1]] != generations[k]]
+        for shard in {where[k][1] for k in changed}:
+            self._forget(shard)  # its cached indices are of an older version too
+        return Chain([items(same), self.iter_read(changed, None, runtime)])  # type: ignore[list-item]
 
     def _locations(self, keys: Sequence[str]) -> dict[str, tuple[int, int, int]]:
         """(chunk id, shard, minishard) of every key, the hashing done for all of them at once."""
@@ -400,8 +442,10 @@ class ShardedStore(WrapperStore):
                 )
             raw = data[ib + int(start) : ib + int(end)]
             if self.layout.sharding.minishard_index_encoding == "gzip":
-                raw = compression.decompress(raw, "gzip", f"minishard {mini} index in {self._where(shard)}")
+                raw = compression.decompress(raw, "gzip", f"minishard {mini} index in {self._where(shard)}",
+                                             self._index_limit)
             idx = parse_minishard_index(raw, ib, self._where(shard))
+            self._check_members(idx, shard, mini)
             for cid, st, sz in zip(idx.ids, idx.starts, idx.sizes):
                 if wanted is not None and int(cid) not in wanted:
                     continue
@@ -409,7 +453,8 @@ class ShardedStore(WrapperStore):
                     raise DecodeError(f"chunk {int(cid)} in {self._where(shard)} runs past the end of the file")
                 payload = data[int(st) : int(st + sz)]
                 if self.layout.sharding.data_encoding == "gzip":
-                    payload = compression.decompress(payload, "gzip", f"chunk {int(cid)} in {self._where(shard)}")
+                    payload = compression.decompress(payload, "gzip", f"chunk {int(cid)} in {self._where(shard)}",
+                                                     self.decoded_limit)
                 out[int(cid)] = payload
         return out
 
