@@ -5,8 +5,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import random
-import time
 from typing import Any, Callable, ContextManager, Sequence
 
 import numpy as np
@@ -17,6 +15,7 @@ from .info import DATA_TYPES, MAX_MINISHARD_BITS, Info, Scale, Sharding
 from .sharding import propose_sharding
 from .stores import Store
 from .stores.base import ABSENT
+from .stores.retry import conflict_pause
 
 #: what each encoding can hold: (dtypes or None for any, channel counts or None for any)
 _LIMITS: dict[str, tuple[tuple[str, ...] | None, tuple[int, ...] | None]] = {
@@ -254,7 +253,7 @@ def update_info(store: Store, change: Callable[[Info | None, bytes | None], Info
             try:
                 return attempt(True)
             except ConflictError:
-                time.sleep(min(0.2, 0.002 * 2 ** min(n, 7)) * random.random())
+                conflict_pause(n)
         raise StoreError(f"{where} was changed by other writers on each of 64 tries to update it; try again later")
     try:
         guard: ContextManager[None] = store.lock("info")

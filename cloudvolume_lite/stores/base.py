@@ -235,10 +235,8 @@ class Store(ABC):
                 self._update(key, fn, content_type, content_encoding)
 
     def _update(self, key: str, fn: "Update", content_type: str | None, content_encoding: str | None) -> None:
-        import random
-        import time
-
         from ..errors import StoreError
+        from .retry import conflict_pause
 
         for attempt in range(64):
             got = self.read(key)
@@ -258,7 +256,7 @@ class Store(ABC):
                 self.put(key, new, content_type=content_type, content_encoding=content_encoding, if_generation=gen)
                 return
             except ConflictError:
-                time.sleep(min(0.2, 0.002 * 2 ** min(attempt, 7)) * random.random())
+                conflict_pause(attempt)
         raise StoreError(f"{self.url.key_url(key)} was changed by other writers on each of 64 tries to update it; "
                          "try again later, or write with Volume(..., locking=True)")
 

@@ -206,6 +206,12 @@ def coalesce(ranges: Sequence[ByteRange], gap: int = COALESCE_GAP, max_span: int
     return groups
 
 
+def conflict_pause(attempt: int) -> None:
+    """Wait before redoing a read-modify-write that lost a compare-and-swap: jittered and
+    doubling (2 ms, 4 ms, ... up to 0.2 s), so writers of one object take turns."""
+    time.sleep(min(0.2, 0.002 * 2 ** min(attempt, 7)) * random.random())
+
+
 def get_ranges_coalesced(fetch: Callable[[ByteRange], bytes | None], ranges: Sequence[ByteRange],
                          gap: int = COALESCE_GAP) -> list[bytes | None]:
     """Read several ranges of one object with as few ``fetch((start, end))`` calls as sensible."""

@@ -22,7 +22,7 @@ from .base import ABSENT, ByteRange, Store, Update, Versioned, WrapperStore
 from .batch import Chain, Groups, data_only, items
 from .lru import ChunkLRU
 from .recheck import Recheck
-from .retry import get_ranges_coalesced
+from .retry import conflict_pause, get_ranges_coalesced
 from .shard_index import MAX_RANGE, MinishardIndex, ShardIndex, build_shard, parse_minishard_index
 from .url import StoreURL
 
@@ -458,14 +458,6 @@ class ShardedStore(WrapperStore):
                 out[int(cid)] = payload
         return out
 
-    @property
-    def supports_generations(self) -> bool:
-        return self.inner.supports_generations
-
-    @property
-    def supports_conditional_writes(self) -> bool:
-        return self.inner.supports_conditional_writes
-
     def stat(self, key: str) -> str | None:
         """The generation of the chunk's shard if the chunk is in it, else None."""
         got = self.read(key)
@@ -548,7 +540,7 @@ class ShardedStore(WrapperStore):
                 except ConflictError:
                     if expect is not None:
                         raise
-                    time.sleep(min(0.2, 0.002 * 2 ** min(attempt, 7)) * random.random())
+                    conflict_pause(attempt)
             raise StoreError(f"{self._where(shard)} was changed by other writers on each of 64 tries to rewrite it; "
                              "try again later, or give writers disjoint shards")
         finally:
