@@ -23,6 +23,7 @@ from cloudvolume_lite import compression
 from cloudvolume_lite.errors import ConflictError
 from cloudvolume_lite.runtime import Runtime
 from cloudvolume_lite.stores import open_store
+from cloudvolume_lite.stores import cache_dir as cache_dir_module
 from cloudvolume_lite.stores import disk_cache as disk_cache_module
 from cloudvolume_lite.stores import lru as lru_module
 from cloudvolume_lite.stores import recheck as recheck_module
@@ -271,7 +272,7 @@ def test_open_hits_ask_no_clock(bucket: str, tmp_path: Path, monkeypatch: pytest
             calls.append(1)
             return time.time()
 
-    for module in (lru_module, disk_cache_module, recheck_module):
+    for module in (lru_module, disk_cache_module, cache_dir_module, recheck_module):
         monkeypatch.setattr(module, "time", Clock)
     for store in stores:
         for _ in range(100):
