@@ -33,7 +33,7 @@ from cloudvolume_lite.stores.disk_cache import MAGIC, CachedCopy, DiskCache, Dis
 from cloudvolume_lite.stores.lru import Cached, ChunkLRU, LRUStore
 from cloudvolume_lite.stores.memory import BUCKETS, MemoryStore
 from cloudvolume_lite.stores.url import StoreURL, parse_url
-from cloudvolume_lite.testing import StoreContract
+from test_store_contract import MemoryBacked, _mem_path
 
 GUNZIP_GIVES_BYTEARRAY = type(compression.decompress(gzip.compress(b"x"), "gzip")) is not bytes
 
@@ -154,11 +154,7 @@ CACHES = ["lru", "disk"]
 
 
 # -- the contract, with recheck=True: a cache that sees every change --------------------------------
-def _mem_path(url_path: str, key: str) -> str:
-    return f"{url_path}/{key}".strip("/") if url_path else key
-
-
-class RecheckedContract(StoreContract):
+class RecheckedContract(MemoryBacked):
     """A cache over a memory store, seeded behind its back in the bucket dict; with
     ``recheck=True`` it must see those changes, as an uncached store does."""
 
@@ -175,23 +171,6 @@ class RecheckedContract(StoreContract):
         while not isinstance(store, MemoryStore):
             store = store.inner  # type: ignore[attr-defined]
         return store
-
-    def seed(self, store: Store, key: str, data: bytes, content_encoding: str | None = None) -> None:
-        mem = self._memory(store)
-        BUCKETS.write(mem.url.netloc, _mem_path(mem.url.path, key), data, content_encoding)
-
-    def _item(self, store: Store, key: str) -> tuple[bytes, str | None, str] | None:
-        mem = self._memory(store)
-        return BUCKETS.bucket(mem.url.netloc).get(_mem_path(mem.url.path, key))
-
-    def stored(self, store: Store, key: str) -> bytes | None:
-        item = self._item(store, key)
-        return None if item is None else item[0]
-
-    def stored_encoding(self, store: Store, key: str) -> str | None:
-        item = self._item(store, key)
-        assert item is not None, key
-        return item[1]
 
     def test_deleted_behind_its_back(self, store: Store) -> None:
         self.seed(store, "gone", b"here")

@@ -1,4 +1,5 @@
-"""The shard file format: minishard index tables (parse, encode) and whole shard files.
+"""The shard file format: minishard index tables (parse, encode, check) and whole shard files
+(build, parse).
 
 Layout (spec section 7): ``[shard index][minishard 0 data][minishard 0 index]...``; the shard
 index holds one (start, end) pair per minishard, a minishard index the delta-encoded ids,
@@ -54,6 +55,57 @@ def parse_minishard_index(data: bytes, index_bytes: int, where: str) -> Minishar
         raise DecodeError(f"minishard index in {where} has implausible offsets or sizes; the shard is corrupt")
     order = np.argsort(ids, kind="stable")
     return MinishardIndex(ids[order], starts[order], sizes[order])
+
+
+def check_members(index: MinishardIndex, layout: ShardLayout, shard: int, mini: int, where: str) -> None:
+    """Every chunk a minishard index lists must hash to that shard and minishard: another
+    shard's file in this one's place (swapped, or copied over) is damage, not "missing"."""
+    if not len(index.ids):
+        return
+    shards, minis = layout.locate(index.ids)
+    if (shards != np.uint64(shard)).any() or (minis != np.uint64(mini)).any():
+        raise DecodeError(
+            f"{where} lists chunks of other shards or minishards in its minishard {mini}: it is another shard's "
+            "file, or damaged; restore it from its source"
+        )
+
+
+def parse_shard(data: bytes, layout: ShardLayout, shard: int, where: str, wanted: set[int] | None = None,
+                index_limit: int | None = None, data_limit: int | None = None) -> dict[int, bytes]:
+    """Every chunk of a whole shard file (or those in ``wanted``), ``data_encoding`` undone,
+    every index range checked against the file: a broken shard is a DecodeError naming
+    ``where``, never "no chunks here". ``index_limit``/``data_limit`` bound decompression."""
+    ib = layout.index_bytes
+    if len(data) < ib:
+        raise DecodeError(f"{where} is {len(data)} bytes, shorter than its {ib}-byte index")
+    table = np.frombuffer(data[:ib], "<u8").reshape(-1, 2)
+    out: dict[int, bytes] = {}
+    for mini, (start, end) in enumerate(table):
+        if start == end:
+            continue
+        if end < start or ib + int(end) > len(data):
+            # an error page served in place of the shard, or a shard cut short: never "no
+            # chunks here", which would read as missing (zeros) and be dropped by a rewrite
+            raise DecodeError(
+                f"{where} is not a valid shard: its index puts minishard {mini} at bytes "
+                f"{ib + int(start)}-{ib + int(end)} of a {len(data)}-byte file; the shard is damaged "
+                "(or the server sent something else in its place)"
+            )
+        raw = data[ib + int(start) : ib + int(end)]
+        if layout.sharding.minishard_index_encoding == "gzip":
+            raw = compression.decompress(raw, "gzip", f"minishard {mini} index in {where}", index_limit)
+        idx = parse_minishard_index(raw, ib, where)
+        check_members(idx, layout, shard, mini, where)
+        for cid, st, sz in zip(idx.ids, idx.starts, idx.sizes):
+            if wanted is not None and int(cid) not in wanted:
+                continue
+            if int(st + sz) > len(data):
+                raise DecodeError(f"chunk {int(cid)} in {where} runs past the end of the file")
+            payload = data[int(st) : int(st + sz)]
+            if layout.sharding.data_encoding == "gzip":
+                payload = compression.decompress(payload, "gzip", f"chunk {int(cid)} in {where}", data_limit)
+            out[int(cid)] = payload
+    return out
 
 
 def encode_minishard_index(ids: np.ndarray, starts: np.ndarray, sizes: np.ndarray, index_bytes: int) -> bytes:

@@ -23,7 +23,8 @@ from .batch import Chain, Gets, Groups, data_only, items
 from .lru import ChunkLRU
 from .recheck import Recheck
 from .retry import conflict_pause, get_ranges_coalesced
-from .shard_index import MAX_RANGE, MinishardIndex, ShardIndex, build_shard, parse_minishard_index
+from .shard_index import (MAX_RANGE, MinishardIndex, ShardIndex, build_shard, check_members, parse_minishard_index,
+                          parse_shard)
 from .url import StoreURL
 
 if TYPE_CHECKING:
@@ -158,22 +159,10 @@ class ShardedStore(WrapperStore):
                 raw = compression.decompress(raw, "gzip", f"minishard {mini} index in {self._where(shard)}",
                                              self._index_limit)
             index = parse_minishard_index(raw, ib, self._where(shard))  # type: ignore[arg-type]
-            self._check_members(index, shard, mini)
+            check_members(index, self.layout, shard, mini, self._where(shard))
             return Indexed(index, gen, time.time())
 
         return self._cached(("mini", shard, mini), load)
-
-    def _check_members(self, index: MinishardIndex, shard: int, mini: int) -> None:
-        """Every chunk a minishard index lists must hash to that shard and minishard: another
-        shard's file in this one's place (swapped, or copied over) is damage, not "missing"."""
-        if not len(index.ids):
-            return
-        shards, minis = self.layout.locate(index.ids)
-        if (shards != np.uint64(shard)).any() or (minis != np.uint64(mini)).any():
-            raise DecodeError(
-                f"{self._where(shard)} lists chunks of other shards or minishards in its minishard {mini}: it is "
-                "another shard's file, or damaged; restore it from its source"
-            )
 
     def _locate(self, shard: int, mini: int, cid: int) -> tuple[tuple[int, int] | None, str | None, bool]:
         """(the chunk's byte range or None, the shard generation, whether the answer came from
@@ -430,39 +419,7 @@ class ShardedStore(WrapperStore):
         return {} if got is None else self._parse_shard(shard, got.data, wanted)  # type: ignore[arg-type]
 
     def _parse_shard(self, shard: int, data: bytes, wanted: set[int] | None) -> dict[int, bytes]:
-        ib = self.layout.index_bytes
-        if len(data) < ib:
-            raise DecodeError(f"{self._where(shard)} is {len(data)} bytes, shorter than its {ib}-byte index")
-        table = np.frombuffer(data[:ib], "<u8").reshape(-1, 2)
-        out: dict[int, bytes] = {}
-        for mini, (start, end) in enumerate(table):
-            if start == end:
-                continue
-            if end < start or ib + int(end) > len(data):
-                # an error page served in place of the shard, or a shard cut short: never "no
-                # chunks here", which would read as missing (zeros) and be dropped by a rewrite
-                raise DecodeError(
-                    f"{self._where(shard)} is not a valid shard: its index puts minishard {mini} at bytes "
-                    f"{ib + int(start)}-{ib + int(end)} of a {len(data)}-byte file; the shard is damaged "
-                    "(or the server sent something else in its place)"
-                )
-            raw = data[ib + int(start) : ib + int(end)]
-            if self.layout.sharding.minishard_index_encoding == "gzip":
-                raw = compression.decompress(raw, "gzip", f"minishard {mini} index in {self._where(shard)}",
-                                             self._index_limit)
-            idx = parse_minishard_index(raw, ib, self._where(shard))
-            self._check_members(idx, shard, mini)
-            for cid, st, sz in zip(idx.ids, idx.starts, idx.sizes):
-                if wanted is not None and int(cid) not in wanted:
-                    continue
-                if int(st + sz) > len(data):
-                    raise DecodeError(f"chunk {int(cid)} in {self._where(shard)} runs past the end of the file")
-                payload = data[int(st) : int(st + sz)]
-                if self.layout.sharding.data_encoding == "gzip":
-                    payload = compression.decompress(payload, "gzip", f"chunk {int(cid)} in {self._where(shard)}",
-                                                     self.decoded_limit)
-                out[int(cid)] = payload
-        return out
+        return parse_shard(data, self.layout, shard, self._where(shard), wanted, self._index_limit, self.decoded_limit)
 
     def stat(self, key: str) -> str | None:
         """The generation of the chunk's shard if the chunk is in it, else None."""
