@@ -94,17 +94,18 @@ def read(runtime: Runtime, scale: Scale, store: Store, req: Request, opts: ReadO
     into = getattr(codec, "decode_into", None)
     unit_steps = req.steps == (1, 1, 1)
 
+    prefix = store.url.key_url("") + "/"  # chunk names are plain file names: no join needed
+
     def paste(p: Paste, data: bytes | None) -> None:
-        name = scale.chunk_name(p.cell)
         if data is None:
             if not opts.fill_missing:
                 raise ChunkNotFoundError(
-                    f"chunk {store.url.key_url(name)} is missing (needed for {req.bbox} at mip {mip}); "
+                    f"chunk {prefix}{p.name} is missing (needed for {req.bbox} at mip {mip}); "
                     "pass fill_missing=True to read missing chunks as zeros"
                 )
             out[p.dst] = 0
             return
-        spec = ChunkSpec((*p.chunk_bbox.size, nc), opts.dtype, scale, store.url.key_url(name))  # type: ignore[arg-type]
+        spec = ChunkSpec((*p.shape, nc), opts.dtype, scale, prefix + p.name)  # type: ignore[arg-type]
         src = p.src
         if into is not None and unit_steps:
             lo_, hi_ = [s.start for s in src], [s.stop for s in src]
@@ -123,8 +124,8 @@ def read(runtime: Runtime, scale: Scale, store: Store, req: Request, opts: ReadO
                 raise spec.error(f"decodes to shape {chunk.shape}")
         out[p.dst] = chunk[src] if full_channels else chunk[(*src, chans)]
 
-    todo = {scale.chunk_name(p.cell): p for p in plan_pastes(scale, req)}
-    expected = int(np.prod(scale.chunk_size)) * nc * opts.dtype.itemsize
+    todo = {p.name: p for p in plan_pastes(scale, req)}
+    expected = math.prod(scale.chunk_size) * nc * opts.dtype.itemsize
     batch = store.iter_get(list(todo), expected, runtime)
     width = getattr(batch, "width", runtime.workers_for_cpu)
     if not store.latency_bound and len(todo) <= SMALL_READ:
