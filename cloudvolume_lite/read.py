@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass
+from typing import Iterable
 
 import numpy as np
 
@@ -27,6 +28,15 @@ from .plan import Paste, plan_pastes
 from .progress import tracked
 from .runtime import Runtime
 from .stores import Store
+from .stores.batch import Gets
+
+@dataclass(frozen=True)
+class Slab:
+    """The ranges of a chunk's z-slab that a request needs (codec ``slab_ranges``), read from a
+    store whose ranged reads cost no more than whole ones: the rest of the chunk is never read."""
+
+    parts: list[bytes]
+
 
 #: a read of this many chunks or fewer from a CPU-bound store runs in the calling thread:
 #: waking another costs more than it saves
@@ -96,7 +106,10 @@ def read(runtime: Runtime, scale: Scale, store: Store, req: Request, opts: ReadO
 
     prefix = store.url.key_url("") + "/"  # chunk names are plain file names: no join needed
 
-    def paste(p: Paste, data: bytes | None) -> None:
+    def spec_of(p: Paste) -> ChunkSpec:
+        return ChunkSpec((*p.shape, nc), opts.dtype, scale, prefix + p.name)  # type: ignore[arg-type]
+
+    def paste(p: Paste, data: bytes | Slab | None) -> None:
         if data is None:
             if not opts.fill_missing:
                 raise ChunkNotFoundError(
@@ -105,8 +118,14 @@ def read(runtime: Runtime, scale: Scale, store: Store, req: Request, opts: ReadO
                 )
             out[p.dst] = 0
             return
-        spec = ChunkSpec((*p.shape, nc), opts.dtype, scale, prefix + p.name)  # type: ignore[arg-type]
+        spec = spec_of(p)
         src = p.src
+        if isinstance(data, Slab):
+            z0, z1 = src[2].start, src[2].stop
+            chunk = codec.slab_from_ranges(data.parts, spec, z0, z1)
+            src = (src[0], src[1], slice(0, z1 - z0, src[2].step))
+            out[p.dst] = chunk[src] if full_channels else chunk[(*src, chans)]
+            return
         if into is not None and unit_steps:
             lo_, hi_ = [s.start for s in src], [s.stop for s in src]
             if into(data, spec, lo_, hi_, chans, out, [d.start for d in p.dst]):
@@ -126,7 +145,19 @@ def read(runtime: Runtime, scale: Scale, store: Store, req: Request, opts: ReadO
 
     todo = {p.name: p for p in plan_pastes(scale, req)}
     expected = math.prod(scale.chunk_size) * nc * opts.dtype.itemsize
-    batch = store.iter_get(list(todo), expected, runtime)
+    slabs = getattr(codec, "slab_ranges", None) if store.cheap_ranges else None
+    if slabs is not None and any(p.src[2].start > 0 or p.src[2].stop < p.shape[2] for p in todo.values()):
+        def fetch(name: str) -> bytes | Slab | None:
+            p = todo[name]
+            z0, z1 = p.src[2].start, p.src[2].stop
+            if z0 == 0 and z1 == p.shape[2]:
+                return store.get(name)
+            parts = store.get_decoded_ranges(name, slabs(spec_of(p), z0, z1))
+            return None if parts is None else Slab(parts)
+
+        batch: Iterable = Gets(fetch, list(todo), store.batch_width(runtime))
+    else:
+        batch = store.iter_get(list(todo), expected, runtime)
     width = getattr(batch, "width", runtime.workers_for_cpu)
     if not store.latency_bound and len(todo) <= SMALL_READ:
         width = 1

@@ -43,3 +43,28 @@ def points_from_ranges(parts: list[bytes], spec: ChunkSpec, n: int) -> np.ndarra
     if len(blob) != n * spec.shape[3] * spec.dtype.itemsize:
         raise spec.error(f"is shorter than its {spec.nbytes} bytes (a voxel read came back short)")
     return np.frombuffer(blob, dtype=spec.dtype.newbyteorder("<")).reshape(spec.shape[3], n).T
+
+
+def slab_ranges(spec: ChunkSpec, z0: int, z1: int) -> list[tuple[int, int]]:
+    """The byte ranges of z-slices ``[z0, z1)`` (one range per channel: a z-slab is contiguous
+    in Fortran order), then the range over the chunk's last byte and the one after it that
+    tells a chunk of the wrong length, as for :func:`point_ranges`."""
+    ex, ey, ez, nc = spec.shape
+    plane = ex * ey * spec.dtype.itemsize
+    return [((c * ez + z0) * plane, (c * ez + z1) * plane) for c in range(nc)] + [(spec.nbytes - 1, spec.nbytes + 1)]
+
+
+def slab_from_ranges(parts: list[bytes], spec: ChunkSpec, z0: int, z1: int) -> np.ndarray:
+    """The ``(ex, ey, z1 - z0, C)`` values of :func:`slab_ranges`'s ranges once read (read-only
+    views on the bytes when there is one channel)."""
+    *slabs, tail = parts
+    if len(tail) != 1:
+        raise spec.error(f"is {'shorter' if not tail else 'longer'} than its {spec.nbytes} bytes")
+    ex, ey, _, nc = spec.shape
+    want = ex * ey * (z1 - z0) * spec.dtype.itemsize
+    if any(len(s) != want for s in slabs):
+        raise spec.error(f"is shorter than its {spec.nbytes} bytes (a slab read came back short)")
+    dt = spec.dtype.newbyteorder("<")
+    if nc == 1:
+        return np.frombuffer(slabs[0], dtype=dt).reshape((ex, ey, z1 - z0, 1), order="F")
+    return np.stack([np.frombuffer(s, dtype=dt).reshape((ex, ey, z1 - z0), order="F") for s in slabs], axis=3)

@@ -60,6 +60,10 @@ class Store(ABC):
     #: True when a request waits on a network: worth many in flight. Local stores are CPU-bound,
     #: so a batch over them is worth about one loop per core.
     latency_bound: bool = True
+    #: True when :meth:`get_decoded_ranges` reads just the ranges and costs no more than a
+    #: whole ``get`` (plain local files): a reader may then fetch only the part of a chunk it
+    #: needs. False for adapters, whose caching or grouping only works on whole objects.
+    cheap_ranges: bool = False
 
     def __init__(self, url: StoreURL):
         self.url = url

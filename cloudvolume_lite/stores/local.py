@@ -53,6 +53,7 @@ class LocalStore(Store):
 
     default_parallel = 8
     latency_bound = False
+    cheap_ranges = True
 
     @property
     def supports_conditional_writes(self) -> bool:
