@@ -16,12 +16,12 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass
-from typing import Iterable
 
 import numpy as np
 
 from .bbox import Request
 from .codecs import ChunkSpec, get_codec
+from .direct import PASTED, Slab, direct_fetch
 from .errors import ChunkNotFoundError, OutOfBoundsError, RequestError
 from .info import Scale
 from .plan import Paste, plan_pastes
@@ -29,14 +29,6 @@ from .progress import tracked
 from .runtime import Runtime
 from .stores import Store
 from .stores.batch import Gets
-
-@dataclass(frozen=True)
-class Slab:
-    """The ranges of a chunk's z-slab that a request needs (codec ``slab_ranges``), read from a
-    store whose ranged reads cost no more than whole ones: the rest of the chunk is never read."""
-
-    parts: list[bytes]
-
 
 #: a read of this many chunks or fewer from a CPU-bound store runs in the calling thread:
 #: waking another costs more than it saves
@@ -109,7 +101,9 @@ def read(runtime: Runtime, scale: Scale, store: Store, req: Request, opts: ReadO
     def spec_of(p: Paste) -> ChunkSpec:
         return ChunkSpec((*p.shape, nc), opts.dtype, scale, prefix + p.name)  # type: ignore[arg-type]
 
-    def paste(p: Paste, data: bytes | Slab | None) -> None:
+    def paste(p: Paste, data: object) -> None:
+        if data is PASTED:
+            return
         if data is None:
             if not opts.fill_missing:
                 raise ChunkNotFoundError(
@@ -145,19 +139,9 @@ def read(runtime: Runtime, scale: Scale, store: Store, req: Request, opts: ReadO
 
     todo = {p.name: p for p in plan_pastes(scale, req)}
     expected = math.prod(scale.chunk_size) * nc * opts.dtype.itemsize
-    slabs = getattr(codec, "slab_ranges", None) if store.cheap_ranges else None
-    if slabs is not None and any(p.src[2].start > 0 or p.src[2].stop < p.shape[2] for p in todo.values()):
-        def fetch(name: str) -> bytes | Slab | None:
-            p = todo[name]
-            z0, z1 = p.src[2].start, p.src[2].stop
-            if z0 == 0 and z1 == p.shape[2]:
-                return store.get(name)
-            parts = store.get_decoded_ranges(name, slabs(spec_of(p), z0, z1))
-            return None if parts is None else Slab(parts)
-
-        batch: Iterable = Gets(fetch, list(todo), store.batch_width(runtime))
-    else:
-        batch = store.iter_get(list(todo), expected, runtime)
+    fetch = direct_fetch(store, codec, todo, spec_of, out, chans)
+    batch = store.iter_get(list(todo), expected, runtime) if fetch is None else \
+        Gets(fetch, list(todo), store.batch_width(runtime))
     width = getattr(batch, "width", runtime.workers_for_cpu)
     if not store.latency_bound and len(todo) <= SMALL_READ:
         width = 1

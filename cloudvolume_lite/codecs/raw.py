@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 
 from . import ChunkSpec
+
+try:
+    from .._rawio import paste_file as _paste_file
+except ImportError:  # built without a C compiler: read.py reads slabs in Python instead
+    _paste_file = None
 
 
 def decode(data: bytes, spec: ChunkSpec) -> np.ndarray:
@@ -68,3 +75,34 @@ def slab_from_ranges(parts: list[bytes], spec: ChunkSpec, z0: int, z1: int) -> n
     if nc == 1:
         return np.frombuffer(slabs[0], dtype=dt).reshape((ex, ey, z1 - z0, 1), order="F")
     return np.stack([np.frombuffer(s, dtype=dt).reshape((ex, ey, z1 - z0), order="F") for s in slabs], axis=3)
+
+
+def _paste_from_file(path: str, spec: ChunkSpec, src: tuple[slice, slice, slice], channels: slice,
+                     out: np.ndarray, dst_lo: tuple[int, int, int]) -> bool:
+    """Paste voxels ``src`` of the plain raw chunk file at ``path`` into ``out`` at ``dst_lo``
+    (``out`` Fortran-ordered, (X, Y, Z, C)), reading only the z-slab they lie in, in C without
+    the GIL. False when there is no such file (the caller then tries the store's other
+    variants, e.g. a ``.gz`` sibling); a file of the wrong size is a DecodeError."""
+    ex, ey, ez, _ = spec.shape
+    isz = spec.dtype.itemsize
+    z0 = src[2].start
+    z1 = src[2].stop
+    nz = z1 - z0
+    n = tuple(len(range(s.start, s.stop, s.step or 1)) for s in src)
+    steps = tuple(s.step or 1 for s in src)
+    sx, sy, sz, sc = out.strides
+    base = dst_lo[0] * sx + dst_lo[1] * sy + dst_lo[2] * sz
+    for k, c in enumerate(range(channels.start, channels.stop, channels.step)):
+        size = _paste_file(path, spec.nbytes, (c * ez + z0) * ex * ey * isz, ex, ey, nz,
+                           (src[0].start, src[1].start, 0), n, steps, isz, out, base + k * sc, (sx, sy, sz))
+        if size < 0:
+            if k:  # another writer removed it between channels
+                raise spec.error("disappeared while it was read")
+            return False
+        if size != spec.nbytes:
+            raise spec.error(f"has {size} bytes, expected {spec.nbytes}")
+    return True
+
+
+#: :func:`_paste_from_file` where the C extension is built, else None
+paste_from_file: Callable[..., bool] | None = None if _paste_file is None else _paste_from_file

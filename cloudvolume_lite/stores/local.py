@@ -53,7 +53,12 @@ class LocalStore(Store):
 
     default_parallel = 8
     latency_bound = False
-    cheap_ranges = True
+
+    @property
+    def cheap_ranges(self) -> bool:  # type: ignore[override]
+        # a subclass that changes how bytes are fetched keeps every read going through its methods
+        cls = type(self)
+        return cls.get is LocalStore.get and cls.get_decoded_ranges is LocalStore.get_decoded_ranges
 
     @property
     def supports_conditional_writes(self) -> bool:
@@ -61,6 +66,11 @@ class LocalStore(Store):
 
     def _path(self, key: str) -> str:
         return os.path.join(self.url.path, check_key(key)) if key else self.url.path
+
+    def file_path(self, key: str) -> str:
+        """The path of ``key``'s plain file (which may not exist; see ``_VARIANTS`` for the
+        compressed siblings ``get`` also tries)."""
+        return self._path(key)
 
     def get(self, key: str, byte_range: ByteRange | None = None) -> bytes | None:
         # the hot path of local reads: no fstat or generation when nobody asks for one
