@@ -67,6 +67,10 @@ SHARDING_A = dict(preshift_bits=3, hash="identity", minishard_bits=3, shard_bits
                   minishard_index_encoding="gzip", data_encoding="gzip")
 SHARDING_B = dict(preshift_bits=3, hash="identity", minishard_bits=1, shard_bits=3,
                   minishard_index_encoding="gzip", data_encoding="gzip")
+#: a small segmentation as neuroglancer tools shard one: hashed ids, a few shards and minishards
+SHARDING_T = dict(preshift_bits=0, hash="murmurhash3_x86_128", minishard_bits=2, shard_bits=1,
+                  minishard_index_encoding="gzip", data_encoding="gzip")
+SHAPE_T, CHUNK_T = (150, 130, 70), (32, 32, 32)
 
 
 def make_volumes(quick: bool, regen: bool, sharded: bool = False):
@@ -120,12 +124,44 @@ def make_volumes(quick: bool, regen: bool, sharded: bool = False):
         offset=off_b,
         regen=regen,
     )
-    return [(vol_c, shape_a, np.dtype(np.uint8)), (vol_d, shape_b, np.dtype(np.uint64))]
+    return [(vol_c, shape_a, np.dtype(np.uint8)), (vol_d, shape_b, np.dtype(np.uint64)),
+            (tiny_volume(regen), SHAPE_T, np.dtype(np.uint64))]
+
+
+def tiny_volume(regen: bool = False):
+    """T: a tiny sharded cseg volume (150x130x70, 32^3 chunks, 75 of them in 2 shards), whose
+    reads are dominated by fixed costs (opening, shard indices, per-chunk hashing)."""
+    from oracles import ts_write
+
+    off, block = (20, 40, 3), (8, 8, 8)
+    params = {"gen": GENERATOR_VERSION, "kind": "segmentation_like", "shape": SHAPE_T, "seed": 3, "chunk": CHUNK_T,
+              "block": block, "encoding": "compressed_segmentation", "sharding": SHARDING_T}
+    return common.cached_volume(
+        "T-tiny-sharded-cseg-uint64", params,
+        lambda: segmentation_like(SHAPE_T, seed=3, cell=(16, 16, 8), amp=(6, 6, 2)),
+        lambda path, arr: ts_write(path, arr, offset=off, chunk=CHUNK_T, encoding="compressed_segmentation",
+                                   block=block, sharding=SHARDING_T),
+        offset=off,
+        regen=regen,
+    )
+
+
+def tiny_lines(vol, shape, dtype, n_opens: int) -> list[Line]:
+    """The tiny volume read whole: once per handle, and with a fresh open each time."""
+    full = Box(vol.offset, tuple(o + s for o, s in zip(vol.offset, shape)))  # type: ignore[arg-type]
+    lines = [Line("T-tiny-sharded-cseg-uint64 full read", vol, [full], dtype)]
+    if n_opens:
+        lines.append(Line(f"T-tiny-sharded-cseg-uint64 open+full read x{n_opens}", vol, [full] * n_opens, dtype,
+                          cold_open=True))
+    return lines
 
 
 def make_lines(volumes, quick: bool, n_cutouts: int, n_opens: int) -> list[Line]:
     lines = []
     for vol, shape, dtype in volumes:
+        if vol.name.startswith("T-tiny"):
+            lines += tiny_lines(vol, shape, dtype, n_opens)
+            continue
         chunk = vol.params["chunk"]
         tag = vol.name.split("-quick")[0]
         full = Box(vol.offset, tuple(o + s for o, s in zip(vol.offset, shape)))  # type: ignore[arg-type]

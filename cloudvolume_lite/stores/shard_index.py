@@ -1,5 +1,5 @@
 """The shard file format: minishard index tables (parse, encode, check) and whole shard files
-(build, parse).
+(build, parse, read once for a batch).
 
 Layout (spec section 7): ``[shard index][minishard 0 data][minishard 0 index]...``; the shard
 index holds one (start, end) pair per minishard, a minishard index the delta-encoded ids,
@@ -8,8 +8,9 @@ offsets and sizes of its chunks.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Callable, Mapping
 
 import numpy as np
 
@@ -44,30 +45,132 @@ def parse_minishard_index(data: bytes, index_bytes: int, where: str) -> Minishar
         raise DecodeError(f"minishard index in {where} is {len(data)} bytes, not a multiple of 24; the shard is corrupt")
     n = len(data) // 24
     arr = np.frombuffer(data, dtype="<u8").reshape(3, n)
-    with np.errstate(over="ignore"):
-        ids = np.cumsum(arr[0], dtype=np.uint64)
-        sizes = arr[2].astype(np.uint64)
-        gaps = arr[1].astype(np.uint64)
-        # start_i = end_{i-1} + delta_i; start_0 = index_bytes + delta_0
-        prev_ends = np.concatenate([[np.uint64(0)], np.cumsum(sizes, dtype=np.uint64)[:-1]])
-        starts = np.uint64(index_bytes) + np.cumsum(gaps, dtype=np.uint64) + prev_ends
-    if n and (np.any(sizes > MAX_RANGE) or np.any(starts > np.uint64(1 << 62))):
+    # ids and offsets are deltas (uint64 sums wrap, as the format's do): start_i = end_{i-1} +
+    # gap_i, start_0 = index_bytes + gap_0, so start_i = index_bytes + sum(gap + size)_i - size_i
+    ids = np.cumsum(arr[0], dtype=np.uint64)
+    sizes = arr[2].astype(np.uint64)
+    starts = np.cumsum(arr[1] + sizes, dtype=np.uint64)
+    starts -= sizes
+    starts += np.uint64(index_bytes)
+    if n and (sizes.max() > MAX_RANGE or starts.max() > (1 << 62)):
         raise DecodeError(f"minishard index in {where} has implausible offsets or sizes; the shard is corrupt")
-    order = np.argsort(ids, kind="stable")
-    return MinishardIndex(ids[order], starts[order], sizes[order])
+    if n > 1 and (ids[1:] < ids[:-1]).any():  # deltas that wrapped past 2**64: sort them
+        order = np.argsort(ids, kind="stable")
+        return MinishardIndex(ids[order], starts[order], sizes[order])
+    return MinishardIndex(ids, starts, sizes)
 
 
-def check_members(index: MinishardIndex, layout: ShardLayout, shard: int, mini: int, where: str) -> None:
+def check_members(indices: Mapping[int, MinishardIndex], layout: ShardLayout, shard: int, where: str) -> None:
     """Every chunk a minishard index lists must hash to that shard and minishard: another
-    shard's file in this one's place (swapped, or copied over) is damage, not "missing"."""
-    if not len(index.ids):
+    shard's file in this one's place (swapped, or copied over) is damage, not "missing".
+    ``indices``: minishard number -> its index; all are checked with one hashing."""
+    parts = [(mini, index.ids) for mini, index in indices.items() if len(index.ids)]
+    if not parts:
         return
-    shards, minis = layout.locate(index.ids)
-    if (shards != np.uint64(shard)).any() or (minis != np.uint64(mini)).any():
+    ids = np.concatenate([p[1] for p in parts])
+    shards, minis = layout.locate(ids)
+    want = np.repeat(np.array([p[0] for p in parts], np.uint64), [len(p[1]) for p in parts])
+    bad = (shards != np.uint64(shard)) | (minis != want)
+    if bad.any():
+        mini = int(want[np.argmax(bad)])
         raise DecodeError(
             f"{where} lists chunks of other shards or minishards in its minishard {mini}: it is another shard's "
             "file, or damaged; restore it from its source"
         )
+
+
+def shard_table(data: bytes, layout: ShardLayout, where: str) -> np.ndarray:
+    """The shard index of a whole shard file: (start, end) of each minishard index, relative
+    to the index's end."""
+    ib = layout.index_bytes
+    if len(data) < ib:
+        raise DecodeError(f"{where} is {len(data)} bytes, shorter than its {ib}-byte index")
+    return np.frombuffer(data, "<u8", count=ib // 8).reshape(-1, 2)
+
+
+def minishard_in(data: bytes, table: np.ndarray, layout: ShardLayout, mini: int, where: str,
+                 index_limit: int | None = None) -> MinishardIndex | None:
+    """Minishard ``mini``'s index (None: it is empty) from a whole shard file, its range
+    checked (its members are not: see :func:`check_members`): a broken shard is a DecodeError
+    naming ``where``, never "no chunks here", which would read as missing (zeros) and be
+    dropped by a rewrite."""
+    ib = layout.index_bytes
+    start, end = int(table[mini, 0]), int(table[mini, 1])
+    if start == end:
+        return None
+    if end < start or ib + end > len(data):
+        # an error page served in place of the shard, or a shard cut short
+        raise DecodeError(
+            f"{where} is not a valid shard: its index puts minishard {mini} at bytes "
+            f"{ib + start}-{ib + end} of a {len(data)}-byte file; the shard is damaged "
+            "(or the server sent something else in its place)"
+        )
+    return decode_minishard_index(data[ib + start : ib + end], layout, mini, where, index_limit)
+
+
+def decode_minishard_index(raw: bytes, layout: ShardLayout, mini: int, where: str, index_limit: int | None = None
+                           ) -> MinishardIndex:
+    """A minishard index from its stored bytes (``minishard_index_encoding`` undone, bounded
+    by ``index_limit``)."""
+    if layout.sharding.minishard_index_encoding == "gzip":
+        raw = compression.decompress(raw, "gzip", f"minishard {mini} index in {where}", index_limit)
+    return parse_minishard_index(raw, layout.index_bytes, where)
+
+
+def stored_chunks(data: bytes, index: MinishardIndex, where: str, wanted: "set[int] | None" = None
+                  ) -> dict[int, bytes]:
+    """The stored bytes (``data_encoding`` not undone) of the chunks of one minishard ``index``
+    (or of those in ``wanted``) in a whole shard file."""
+    out: dict[int, bytes] = {}
+    for cid, st, end in zip(index.ids.tolist(), index.starts.tolist(), (index.starts + index.sizes).tolist()):
+        if wanted is not None and cid not in wanted:
+            continue
+        if end > len(data):
+            raise DecodeError(f"chunk {cid} in {where} runs past the end of the file")
+        out[cid] = data[st:end]
+    return out
+
+
+def wanted_chunks(data: bytes, layout: ShardLayout, shard: int, where: str, wanted: Mapping[int, "set[int]"],
+                  known: Mapping[int, "MinishardIndex | None"], index_limit: int | None = None
+                  ) -> "tuple[dict[int, bytes], dict[int, MinishardIndex | None], np.ndarray]":
+    """The stored bytes (``data_encoding`` not undone) of the chunks ``wanted`` (minishard ->
+    chunk ids) of a whole shard file; the minishard indices parsed for them (those in ``known``,
+    cached from this version of the file, are used as they are); the shard index."""
+    table = shard_table(data, layout, where)
+    parsed = {mini: minishard_in(data, table, layout, mini, where, index_limit) for mini in wanted if mini not in known}
+    check_members({m: i for m, i in parsed.items() if i is not None}, layout, shard, where)
+    out: dict[int, bytes] = {}
+    for mini, cids in wanted.items():
+        index = known[mini] if mini in known else parsed[mini]
+        if index is not None:
+            out.update(stored_chunks(data, index, where, cids))
+    return out, parsed, table
+
+
+class ShardFiles:
+    """Shard files read whole for one batch, each once: the first loop to want one reads it
+    (``load(shard) -> ({chunk id: stored bytes}, generation)``), loops wanting it meanwhile wait
+    for that read; a shard's chunks are let go when the last of its ``counts`` is taken."""
+
+    def __init__(self, load: "Callable[[int], tuple[dict[int, bytes], str | None]]", counts: Mapping[int, int]):
+        self._load = load
+        self._left = dict(counts)
+        self._locks = {shard: threading.Lock() for shard in counts}
+        self._files: dict[int, tuple[dict[int, bytes], str | None]] = {}
+        self._lock = threading.Lock()
+
+    def take(self, shard: int, cid: int) -> tuple[bytes | None, str | None]:
+        """A wanted chunk's stored bytes (None: not in the shard) and the shard's generation."""
+        with self._locks[shard]:
+            if shard not in self._files:
+                self._files[shard] = self._load(shard)
+            chunks, gen = self._files[shard]
+        with self._lock:
+            self._left[shard] -= 1
+            if not self._left[shard]:
+                del self._files[shard]
+        return chunks.get(cid), gen
 
 
 def parse_shard(data: bytes, layout: ShardLayout, shard: int, where: str, wanted: set[int] | None = None,
@@ -75,37 +178,36 @@ def parse_shard(data: bytes, layout: ShardLayout, shard: int, where: str, wanted
     """Every chunk of a whole shard file (or those in ``wanted``), ``data_encoding`` undone,
     every index range checked against the file: a broken shard is a DecodeError naming
     ``where``, never "no chunks here". ``index_limit``/``data_limit`` bound decompression."""
-    ib = layout.index_bytes
-    if len(data) < ib:
-        raise DecodeError(f"{where} is {len(data)} bytes, shorter than its {ib}-byte index")
-    table = np.frombuffer(data[:ib], "<u8").reshape(-1, 2)
+    table = shard_table(data, layout, where)
+    found = {mini: minishard_in(data, table, layout, mini, where, index_limit) for mini in range(len(table))}
+    indices = {mini: index for mini, index in found.items() if index is not None}
+    check_members(indices, layout, shard, where)
     out: dict[int, bytes] = {}
-    for mini, (start, end) in enumerate(table):
-        if start == end:
-            continue
-        if end < start or ib + int(end) > len(data):
-            # an error page served in place of the shard, or a shard cut short: never "no
-            # chunks here", which would read as missing (zeros) and be dropped by a rewrite
-            raise DecodeError(
-                f"{where} is not a valid shard: its index puts minishard {mini} at bytes "
-                f"{ib + int(start)}-{ib + int(end)} of a {len(data)}-byte file; the shard is damaged "
-                "(or the server sent something else in its place)"
-            )
-        raw = data[ib + int(start) : ib + int(end)]
-        if layout.sharding.minishard_index_encoding == "gzip":
-            raw = compression.decompress(raw, "gzip", f"minishard {mini} index in {where}", index_limit)
-        idx = parse_minishard_index(raw, ib, where)
-        check_members(idx, layout, shard, mini, where)
-        for cid, st, sz in zip(idx.ids, idx.starts, idx.sizes):
-            if wanted is not None and int(cid) not in wanted:
-                continue
-            if int(st + sz) > len(data):
-                raise DecodeError(f"chunk {int(cid)} in {where} runs past the end of the file")
-            payload = data[int(st) : int(st + sz)]
-            if layout.sharding.data_encoding == "gzip":
-                payload = compression.decompress(payload, "gzip", f"chunk {int(cid)} in {where}", data_limit)
-            out[int(cid)] = payload
+    for index in indices.values():
+        out.update(stored_chunks(data, index, where, wanted))
+    if layout.sharding.data_encoding == "gzip":
+        out = {cid: compression.decompress(payload, "gzip", f"chunk {cid} in {where}", data_limit)
+               for cid, payload in out.items()}
     return out
+
+
+def apply_updates(chunks: dict[int, bytes], updates: "Mapping[int, bytes | None | Callable[[bytes | None], object]]"
+                  ) -> bool:
+    """Merge ``updates`` into a shard's ``chunks`` (chunk id -> bytes): bytes replace, None
+    deletes, a function of the old bytes (None: absent) returns one of those or False (leave
+    it). Whether anything changed."""
+    changed = False
+    for cid, data in updates.items():
+        if callable(data):
+            data = data(chunks.get(cid))
+            if data is False:
+                continue
+        changed = True
+        if data is None:
+            chunks.pop(cid, None)
+        else:
+            chunks[cid] = data  # type: ignore[assignment]
+    return changed
 
 
 def encode_minishard_index(ids: np.ndarray, starts: np.ndarray, sizes: np.ndarray, index_bytes: int) -> bytes:

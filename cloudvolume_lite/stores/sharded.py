@@ -17,20 +17,24 @@ import numpy as np
 from .. import compression
 from ..errors import ConflictError, DecodeError, RequestError, StoreError
 from ..info import Scale
-from ..sharding import ShardLayout, morton_decode
+from ..sharding import SCALAR_MOST, ShardLayout, morton_decode
 from .base import ABSENT, ByteRange, Store, Update, Versioned, WrapperStore
 from .batch import Chain, Gets, Groups, data_only, items
 from .lru import ChunkLRU
 from .recheck import Recheck
 from .retry import conflict_pause, get_ranges_coalesced
-from .shard_index import (MAX_RANGE, MinishardIndex, ShardIndex, build_shard, check_members, parse_minishard_index,
-                          parse_shard)
+from .shard_index import (MAX_RANGE, MinishardIndex, ShardFiles, ShardIndex, apply_updates, build_shard, check_members,
+                          decode_minishard_index, parse_shard, wanted_chunks)
 from .url import StoreURL
 
 if TYPE_CHECKING:
     from ..runtime import Runtime
 
 _WHOLE_INDEX_LIMIT = 1 << 16  # read a shard's whole index when it is at most this many bytes
+#: a shard file on local disk (or in memory) is read whole for a batch (one read for all its
+#: chunks and indices) when it is at most WHOLE_MOST bytes and WHOLE_PER_CHUNK per chunk wanted:
+#: a read saved (~15 us) is worth copying ~15 KiB more; a 16 MiB shard read by one loop is not
+WHOLE_MOST, WHOLE_PER_CHUNK = 8 << 20, 32 << 10
 #: chunks of one shard read as one group of a batch, at most
 GROUP_MOST = 512
 T = TypeVar("T")
@@ -82,9 +86,13 @@ class ShardedStore(WrapperStore):
         # that inflates past that is damage (or a bomb), not an index
         grid = scale.grid_size
         self._index_limit = 24 * int(grid[0]) * int(grid[1]) * int(grid[2]) + (64 << 10)
+        base = inner.url.key_url("")
+        self._base = base if inner.url.key_url("0.shard") == f"{base}/0.shard" else ""  # else: joined each time
 
     def _where(self, shard: int) -> str:
-        return self.inner.url.key_url(self.layout.shard_name(shard))
+        """A shard file's address, for messages (made often: for every chunk's decompression)."""
+        name = self.layout.shard_name(shard)
+        return f"{self._base}/{name}" if self._base else self.inner.url.key_url(name)
 
     def _ranged(self, shard: int, rng: ByteRange, what: str, gen: str | None = None) -> Versioned | None:
         """Stored bytes ``rng`` of a shard, from generation ``gen`` when given (else any)."""
@@ -104,9 +112,6 @@ class ShardedStore(WrapperStore):
         return got
 
     # -- indices ----------------------------------------------------------------------------------
-    def _cached(self, key: tuple, load: "Callable[[], Indexed | None]") -> Indexed | None:
-        return self._indices.fetch(key, load)
-
     def _shard_index(self, shard: int) -> Indexed | None:
         """The whole shard index (when small) and its generation; None if the shard is absent."""
 
@@ -117,7 +122,7 @@ class ShardedStore(WrapperStore):
             table = ShardIndex(np.frombuffer(got.data, "<u8").reshape(-1, 2))  # type: ignore[arg-type]
             return Indexed(table, got.generation, time.time())
 
-        return self._cached(("shard", shard), load)
+        return self._indices.fetch(("shard", shard), load)
 
     def _minishard_range(self, shard: int, mini: int) -> tuple[tuple[int, int] | None, str | None] | None:
         """([start, end) of a minishard index relative to the index end, or None if empty;
@@ -154,15 +159,11 @@ class ShardedStore(WrapperStore):
             got = self._ranged(shard, (ib + rng[0], ib + rng[1]), f"minishard {mini} index", gen)
             if got is None:
                 raise _Changed()  # the shard vanished after its index was read
-            raw = got.data
-            if self.layout.sharding.minishard_index_encoding == "gzip":
-                raw = compression.decompress(raw, "gzip", f"minishard {mini} index in {self._where(shard)}",
-                                             self._index_limit)
-            index = parse_minishard_index(raw, ib, self._where(shard))  # type: ignore[arg-type]
-            check_members(index, self.layout, shard, mini, self._where(shard))
+            index = decode_minishard_index(got.data, self.layout, mini, self._where(shard), self._index_limit)  # type: ignore[arg-type]
+            check_members({mini: index}, self.layout, shard, self._where(shard))
             return Indexed(index, gen, time.time())
 
-        return self._cached(("mini", shard, mini), load)
+        return self._indices.fetch(("mini", shard, mini), load)
 
     def _locate(self, shard: int, mini: int, cid: int) -> tuple[tuple[int, int] | None, str | None, bool]:
         """(the chunk's byte range or None, the shard generation, whether the answer came from
@@ -189,10 +190,7 @@ class ShardedStore(WrapperStore):
         return True
 
     def _chunk_location(self, key: str) -> tuple[int, int, int]:
-        cell = self.layout.cell_of(key)
-        cid = self.layout.chunk_ids(np.array([cell]))
-        shard, mini = self.layout.locate(cid)
-        return int(cid[0]), int(shard[0]), int(mini[0])
+        return self.layout.location(key)
 
     # -- reading ------------------------------------------------------------------------------------
     def get(self, key: str, byte_range: ByteRange | None = None) -> bytes | None:
@@ -334,19 +332,79 @@ class ShardedStore(WrapperStore):
                   runtime: "Runtime | None" = None) -> Iterator[tuple[str, Versioned | None]]:
         """The batched read. Over a network, keys are grouped by shard (at most
         ``GROUP_MOST`` to a group, so big reads still spread over the loops) and each group is
-        read with few requests (see :meth:`_fetch_group`); on local disk each chunk is one
-        ranged read through the cached indices, fetched by the loop that decodes it."""
+        read with few requests (see :meth:`_fetch_group`); on local disk see :meth:`_local_batch`."""
         keys = list(keys)
         if len(keys) < 2:
             return super().iter_read(keys, expected_bytes, runtime)
-        where = self._locations(keys)  # hashed for all at once: per chunk it costs ~60 us
+        where = self._locations(keys)  # hashed for all at once: numpy's fixed cost is ~50 us a call
         if not self.inner.latency_bound:
-            return Gets(lambda k: self._read_at(k, *where[k]), keys, self.batch_width(runtime))
+            return self._local_batch(keys, where, runtime)
         by_shard: dict[int, list[str]] = {}
         for key in keys:
             by_shard.setdefault(where[key][1], []).append(key)
         groups = [g[i : i + GROUP_MOST] for g in by_shard.values() for i in range(0, len(g), GROUP_MOST)]
         return Groups(lambda group: self._fetch_group(group, where), groups, 1 if runtime is None else runtime.parallel)
+
+    def _local_batch(self, keys: list[str], where: Mapping[str, tuple[int, int, int]],
+                     runtime: "Runtime | None") -> Gets:
+        """A batch from a store without latency (disk, memory), each chunk fetched by the loop
+        that decodes it: from a small shard read whole, once (see ``WHOLE_MOST``), or by a
+        ranged read through the cached indices."""
+        by_shard: dict[int, dict[int, set[int]]] = {}
+        for key in keys:
+            cid, shard, mini = where[key]
+            by_shard.setdefault(shard, {}).setdefault(mini, set()).add(cid)
+        counts = {shard: sum(map(len, minis.values())) for shard, minis in by_shard.items()}
+        whole = {shard: by_shard[shard] for shard, n in counts.items() if self._whole_worth(shard, n)}
+        files = ShardFiles(lambda shard: self._read_whole(shard, whole[shard]), {s: counts[s] for s in whole})
+
+        def get(key: str) -> Versioned | None:
+            cid, shard, mini = where[key]
+            if shard not in whole:
+                return self._read_at(key, cid, shard, mini)
+            data, gen = files.take(shard, cid)
+            if data is not None and gzipped:
+                data = compression.decompress(data, "gzip", f"chunk {key} in {self._where(shard)}", self.decoded_limit)
+            return None if data is None else Versioned(data, gen)
+
+        gzipped = self.layout.sharding.data_encoding == "gzip"
+        if whole:  # a whole shard's chunks one after another: its bytes are let go sooner
+            keys = sorted(keys, key=lambda k: (where[k][1] not in whole, where[k][1]))
+        return Gets(get, keys, self.batch_width(runtime))
+
+    def _whole_worth(self, shard: int, n: int) -> bool:
+        """Whether reading a shard whole beats reading ``n`` of its chunks one by one (see
+        ``WHOLE_MOST``); its size is known from its cached shard index."""
+        if self.layout.index_bytes > _WHOLE_INDEX_LIMIT:
+            return False
+        entry = self._shard_index(shard)  # absent: one read says so; else its last minishard index ends the file
+        size = 0 if entry is None else self.layout.index_bytes + int(entry.value.entries.max(initial=0))  # type: ignore[union-attr]
+        return size <= min(WHOLE_MOST, n * WHOLE_PER_CHUNK)
+
+    def _read_whole(self, shard: int, wanted: Mapping[int, set[int]]) -> tuple[dict[int, bytes], str | None]:
+        """The stored bytes of the chunks ``wanted`` (minishard -> chunk ids) of a shard read
+        whole (``data_encoding`` not undone), and the shard's generation. Indices parsed from
+        it are cached; cached ones of its generation are used rather than parsed again."""
+        since = self._indices.epoch
+        got = self.inner.read(self.layout.shard_name(shard))
+        if got is None:
+            self._forget(shard)  # indices cached before it vanished are of nothing now
+            return {}, None
+        gen, now = got.generation, time.time()
+        if gen is None:  # nothing tells this version from the one older indices came from
+            self._forget(shard)
+            since = self._indices.epoch
+        known = {}
+        for mini in wanted if gen is not None else ():
+            entry = self._indices.get(("mini", shard, mini))
+            if entry is not None and entry.generation == gen:
+                known[mini] = entry.value
+        chunks, parsed, table = wanted_chunks(got.data, self.layout, shard, self._where(shard), wanted, known,  # type: ignore[arg-type]
+                                              self._index_limit)
+        self._indices.put(("shard", shard), Indexed(ShardIndex(table), gen, now), since)
+        for mini, index in parsed.items():
+            self._indices.put(("mini", shard, mini), Indexed(index, gen, now), since)
+        return chunks, gen
 
     def iter_get(self, keys: Iterable[str], expected_bytes: int | None = None,
                  runtime: "Runtime | None" = None) -> Iterator[tuple[str, bytes | None]]:
@@ -376,11 +434,12 @@ class ShardedStore(WrapperStore):
         return Chain([items(same), self.iter_read(changed, None, runtime)])  # type: ignore[list-item]
 
     def _locations(self, keys: Sequence[str]) -> dict[str, tuple[int, int, int]]:
-        """(chunk id, shard, minishard) of every key, the hashing done for all of them at once."""
-        cells = np.array([self.layout.cell_of(k) for k in keys], dtype=np.int64).reshape(-1, 3)
-        cids = self.layout.chunk_ids(cells)
-        shards, minis = self.layout.locate(cids)
-        return {k: (int(c), int(s), int(m)) for k, c, s, m in zip(keys, cids.tolist(), shards.tolist(), minis.tolist())}
+        """(chunk id, shard, minishard) of every key, the hashing done for all of them at once
+        (a few keys: one by one, cheaper than numpy's fixed costs)."""
+        if len(keys) <= SCALAR_MOST:
+            return {k: self.layout.location(k) for k in keys}
+        cids, shards, minis = self.layout.locations(keys)
+        return {k: (c, s, m) for k, c, s, m in zip(keys, cids.tolist(), shards.tolist(), minis.tolist())}
 
     def _fetch_group(self, keys: Sequence[str], where: Mapping[str, tuple[int, int, int]] | None = None
                      ) -> dict[str, Versioned | None]:
@@ -431,14 +490,7 @@ class ShardedStore(WrapperStore):
         """Write (or, with ``None``, delete) several chunks: each touched shard is read, merged
         and rewritten once, so chunks already in the shard are kept; the rewrite is conditional
         on the generation read (when the inner store can do that), and redone on a conflict."""
-        by_shard: dict[int, dict[int, bytes | None]] = {}
-        for key, data in items.items():
-            if data is not None and content_encoding is not None:
-                data = compression.decompress(data, content_encoding, key)  # shards use data_encoding
-            cid, shard, _ = self._chunk_location(key)
-            by_shard.setdefault(shard, {})[cid] = data
-        for shard, updates in by_shard.items():
-            self._rewrite(shard, updates)
+        self.update_many(items, content_type=content_type, content_encoding=content_encoding)
 
     def update_many(self, items: Mapping[str, "bytes | None | Update"], *, content_type: str | None = None,
                     content_encoding: str | None = None) -> None:
@@ -477,18 +529,7 @@ class ShardedStore(WrapperStore):
                 merged = {} if got is None else self._parse_shard(shard, got.data, None)  # type: ignore[arg-type]
                 if absent is not None and absent in merged:
                     raise ConflictError(f"chunk {absent} already exists in {self._where(shard)}")
-                changed = False
-                for cid, data in updates.items():
-                    if callable(data):
-                        data = data(merged.get(cid))
-                        if data is False:
-                            continue
-                    changed = True
-                    if data is None:
-                        merged.pop(cid, None)
-                    else:
-                        merged[cid] = data  # type: ignore[assignment]
-                if not changed:
+                if not apply_updates(merged, updates):
                     return gen
                 cond = (ABSENT if got is None else gen) if cas else None
                 try:
@@ -513,16 +554,13 @@ class ShardedStore(WrapperStore):
             if_generation: str | None = None) -> str | None:
         """One chunk; ``if_generation`` is the shard's generation (:data:`ABSENT`: the chunk
         must not exist yet, whatever else the shard holds)."""
-        if if_generation is None:
-            cid, shard, _ = self._chunk_location(key)
-            if content_encoding is not None:
-                data = compression.decompress(data, content_encoding, key)
-            return self._rewrite(shard, {cid: data})
-        if not self.inner.supports_conditional_writes:
+        if if_generation is not None and not self.inner.supports_conditional_writes:
             raise RequestError(f"{type(self.inner).__name__} cannot write conditionally")
         cid, shard, _ = self._chunk_location(key)
         if content_encoding is not None:
             data = compression.decompress(data, content_encoding, key)
+        if if_generation is None:
+            return self._rewrite(shard, {cid: data})
         if if_generation == ABSENT:
             return self._rewrite(shard, {cid: data}, absent=cid)
         return self._rewrite(shard, {cid: data}, expect=if_generation)
@@ -538,7 +576,6 @@ class ShardedStore(WrapperStore):
     def list(self, prefix: str = "") -> Iterator[str]:
         """Chunk names present in the shard files (reads every shard's indices)."""
         sc = self.layout.scale
-        grid = sc.grid_size
         for name in self.inner.list(""):
             if not name.endswith(".shard") or "/" in name:
                 continue
@@ -547,8 +584,7 @@ class ShardedStore(WrapperStore):
             except ValueError:
                 continue
             for cid in sorted(self._read_all(shard)):
-                cell = morton_decode(cid, grid)
-                cname = sc.chunk_name(cell)
+                cname = sc.chunk_name(morton_decode(cid, sc.grid_size))
                 if cname.startswith(prefix):
                     yield cname
 
