@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 
@@ -427,6 +427,27 @@ class Volume:
         from .dask import to_dask
 
         return to_dask(self, chunks, None if mip is None else self._mip_index(mip))
+
+    def map_overlap(self, fn: Callable[[np.ndarray], Any], depth: int | Sequence[int], *, out: "Volume | None" = None,
+                    chunks: Sequence[int] | None = None, boundary: Any = "none", dtype: Any = None,
+                    client: Any = None, mip: int | None = None, resume: bool = False,
+                    progress: Callable[[int, int], None] | None = None) -> Any:
+        """``fn`` over every block of the scale with ``depth`` voxels of halo (an int, or x, y, z),
+        each block reading block plus halo straight from storage: one task per block, no
+        neighbour exchange. ``fn`` takes and returns an (X, Y, Z, C) array of one shape (or
+        (X, Y, Z)); with ``depth`` at least its reach the result equals ``fn`` on the whole
+        array. ``boundary``: ``"none"`` (blocks at the edges are read clipped), ``"reflect"``,
+        ``"mirror"``, ``"nearest"``, ``"constant"`` or a number (padding past the edges, as in
+        scipy.ndimage). Blocks are ``chunks`` voxels (default: whole chunks or shards of about
+        32 MiB). Without ``out``: a lazy dask array (channels as this volume's, ``dtype`` or
+        this volume's). With ``out`` (a Volume of the same bounds): each block is written
+        there, on ``client``'s workers (a dask.distributed Client) or on this Volume's threads;
+        ``resume=True`` skips blocks already written; returns the number of blocks run.
+        See ``halo.py``."""
+        from .halo import map_overlap
+
+        return map_overlap(self, fn, depth, out=out, chunks=chunks, boundary=boundary, dtype=dtype, client=client,
+                           mip=None if mip is None else self._mip_index(mip), resume=resume, progress=progress)
 
     def read_regions(self, locations: Any, size: Sequence[int], batch_size: int = 1,
                      num_workers: int | None = None, shuffle: bool = False, seed: int = 0,

@@ -1,0 +1,170 @@
+"""``Volume.map_overlap``: a function over every block of a volume with a halo around it, each
+block reading its own box plus halo straight from storage.
+
+One task per output block and no neighbour exchange: a block's halo is read from the store
+(neighbouring chunks come through the Volume's caches), ``fn`` runs on block plus halo, and the
+halo is trimmed off. With ``depth`` at least ``fn``'s reach, the result equals ``fn`` on the
+whole array, voxel for voxel, at every seam.
+
+Boundaries (what ``fn`` sees past the volume's edges):
+
+- ``"none"``: nothing; a block at an edge is read clipped, so ``fn``'s own edge handling sees
+  the volume's real edge, exactly as when ``fn`` runs on the whole array;
+- ``"reflect"`` (d c b a | a b c d), ``"mirror"`` (d c b | a b c d), ``"nearest"`` (a a a | a b c d)
+  and ``"constant"`` (with ``cval``), as in ``scipy.ndimage``; a number means constant with that
+  value: the volume is padded by ``depth`` in that mode before ``fn`` sees it, so the result
+  equals ``fn(np.pad(whole, depth, ...))`` trimmed back to the volume.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable, Sequence
+
+import numpy as np
+
+from .bbox import Bbox
+from .errors import RequestError
+
+if TYPE_CHECKING:
+    from .volume import Volume
+
+#: boundary name -> numpy.pad mode (None: the block is read clipped, nothing padded)
+PAD_MODES = {"none": None, "reflect": "symmetric", "mirror": "reflect", "nearest": "edge", "constant": "constant"}
+
+
+def depth3(depth: int | Sequence[int]) -> tuple[int, int, int]:
+    """``depth`` as voxels per axis (x, y, z)."""
+    d = (depth,) * 3 if isinstance(depth, (int, np.integer)) else tuple(depth)
+    if len(d) != 3 or any(int(v) != v or v < 0 for v in d):
+        raise RequestError(f"depth must be a voxel count >= 0 or three of them (x, y, z), got {depth!r}")
+    return tuple(int(v) for v in d)  # type: ignore[return-value]
+
+
+def pad_mode(boundary: Any) -> tuple[str | None, float]:
+    """(numpy.pad mode or None, constant value) for a ``boundary`` argument."""
+    if isinstance(boundary, (int, float, np.number)) and not isinstance(boundary, bool):
+        return "constant", float(boundary)
+    if boundary not in PAD_MODES:
+        raise RequestError(f"boundary must be one of {sorted(PAD_MODES)} or a number, got {boundary!r}")
+    return PAD_MODES[boundary], 0.0
+
+
+def tiles(bounds: Bbox, block: Sequence[int]) -> list[Bbox]:
+    """Boxes of ``block`` voxels tiling ``bounds`` from its corner (the last ones clipped), x fastest."""
+    axes = [range(lo, hi, b) for lo, hi, b in zip(bounds.minpt, bounds.maxpt, block)]
+    return [Bbox((x, y, z), (min(x + block[0], bounds.maxpt[0]), min(y + block[1], bounds.maxpt[1]),
+                             min(z + block[2], bounds.maxpt[2])))
+            for z in axes[2] for y in axes[1] for x in axes[0]]
+
+
+def axis_blocks(bounds: Bbox, block: Sequence[int]) -> list[tuple[int, ...]]:
+    """The block lengths along each axis of :func:`tiles` (dask's ``chunks``)."""
+    return [tuple(min(b, hi - lo) for lo in range(lo0, hi, b)) for lo0, hi, b in zip(bounds.minpt, bounds.maxpt, block)]
+
+
+def overlap_block(vol: "Volume", fn: Callable[[np.ndarray], Any], box: Bbox, depth: tuple[int, int, int],
+                  mode: str | None, cval: float, mip: int, dtype: np.dtype | None) -> np.ndarray:
+    """``fn`` on ``box`` plus ``depth`` voxels of halo read from ``vol``, trimmed back to ``box``:
+    an (X, Y, Z, C) array."""
+    bounds = vol.scales[mip].bounds
+    grown = Bbox([lo - d for lo, d in zip(box.minpt, depth)], [hi + d for hi, d in zip(box.maxpt, depth)])
+    inner = grown.intersection(bounds)
+    block = vol.download(inner, mip=mip)
+    origin = inner.minpt
+    if mode is not None:
+        pads = [(a - g, g2 - a2) for a, g, a2, g2 in zip(inner.minpt, grown.minpt, inner.maxpt, grown.maxpt)]
+        if any(p != (0, 0) for p in pads):
+            extra = {"constant_values": cval} if mode == "constant" else {}
+            block = np.pad(block, [*pads, (0, 0)], mode=mode, **extra)  # type: ignore[call-overload]
+        origin = grown.minpt
+    result = np.asarray(fn(block))
+    if result.ndim == 3:
+        result = result[..., np.newaxis]
+    if result.ndim != 4 or result.shape[:3] != block.shape[:3]:
+        raise RequestError(
+            f"map_overlap's function returned shape {result.shape} for a block of shape {block.shape}; it must "
+            "return an array of the same (X, Y, Z) shape, with or without a channel axis"
+        )
+    trim = tuple(slice(lo - o, hi - o) for lo, hi, o in zip(box.minpt, box.maxpt, origin))
+    out = result[trim]
+    return out if dtype is None else out.astype(dtype, copy=False)
+
+
+def overlap_write(vol: "Volume", fn: Callable[[np.ndarray], Any], box: Bbox, depth: tuple[int, int, int],
+                  mode: str | None, cval: float, mip: int, out: "Volume", out_mip: int) -> Bbox:
+    """:func:`overlap_block` written into ``out`` (the task of a map_overlap with ``out=``)."""
+    out.upload(box, overlap_block(vol, fn, box, depth, mode, cval, mip, np.dtype(out.dtype)), mip=out_mip)
+    return box
+
+
+def default_block(vol: "Volume", mip: int, out: "Volume | None", out_mip: int) -> tuple[int, int, int]:
+    """Whole write units of ``out`` (chunks, or shards), else of ``vol``, of about 32 MiB: big
+    enough that the halo is a small part of what a block reads, small enough for many tasks."""
+    from .transfer import copy_block
+
+    target = out if out is not None else vol
+    scale = target.scales[out_mip if out is not None else mip]
+    return copy_block(scale, np.dtype(target.dtype).itemsize * target.num_channels, 32 << 20)
+
+
+def map_overlap(vol: "Volume", fn: Callable[[np.ndarray], Any], depth: int | Sequence[int], *, out: "Volume | None" = None,
+                chunks: Sequence[int] | None = None, boundary: Any = "none", dtype: Any = None, client: Any = None,
+                mip: int | None = None, out_mip: int | None = None, resume: bool = False,
+                progress: Callable[[int, int], None] | None = None) -> Any:
+    """See :meth:`Volume.map_overlap`."""
+    from .dask import check_aligned, write_unit
+
+    m = vol.mip if mip is None else mip
+    d = depth3(depth)
+    mode, cval = pad_mode(boundary)
+    bounds = vol.scales[m].bounds
+    om = 0 if out is None else (out.mip if out_mip is None else out_mip)
+    block = tuple(int(c) for c in chunks) if chunks is not None else default_block(vol, m, out, om)
+    if len(block) != 3 or min(block) < 1:
+        raise RequestError(f"chunks must be 3 positive voxel counts, got {chunks!r}")
+    boxes = tiles(bounds, block)
+    if out is None:
+        return _as_dask(vol, fn, boxes, block, d, mode, cval, m, dtype)
+    oscale = out.scales[om]
+    if oscale.bounds != bounds:
+        raise RequestError(f"out's bounds {oscale.bounds} (mip {om}) differ from the volume's {bounds} (mip {m}); "
+                           "create out with the same size and voxel_offset")
+    problems = check_aligned(axis_blocks(bounds, block), oscale)
+    if problems:
+        raise RequestError(f"blocks of {block} voxels would let two tasks write one chunk or shard of out "
+                           f"({'; '.join(problems)}); pass chunks= in multiples of {write_unit(oscale)}")
+    if resume:  # blocks whose chunks all exist were written by an earlier run of the same job
+        boxes = [b for b in boxes if out.exists(b, mip=om) < 1.0]
+    import functools
+
+    task = functools.partial(overlap_write, vol, fn, depth=d, mode=mode, cval=cval, mip=m, out=out, out_mip=om)
+    from .jobs import run_tasks
+
+    return run_tasks(task, boxes, runtime=vol.runtime, client=client, progress=progress)
+
+
+def _as_dask(vol: "Volume", fn: Callable[[np.ndarray], Any], boxes: list[Bbox], block: tuple[int, int, int],
+             depth: tuple[int, int, int], mode: str | None, cval: float, mip: int, dtype: Any) -> Any:
+    """A lazy dask array with one task per block and no other tasks (but the shared Volume)."""
+    from .dask import _import_dask
+
+    da = _import_dask()
+    from dask.highlevelgraph import HighLevelGraph
+    from dask.tokenize import tokenize
+
+    bounds = vol.scales[mip].bounds
+    axes = axis_blocks(bounds, block)
+    out_dtype = np.dtype(vol.dtype if dtype is None else dtype)
+    name = "cvl-overlap-" + tokenize(vol.url, mip, block, depth, mode, cval, str(out_dtype), fn)
+    vkey = name + "-volume"
+    graph: dict[Any, Any] = {vkey: vol}
+    counts = [len(a) for a in axes]
+    for n, box in enumerate(boxes):
+        i, j, k = n % counts[0], (n // counts[0]) % counts[1], n // (counts[0] * counts[1])
+        graph[(name, i, j, k, 0)] = (overlap_block, vkey, fn, box, depth, mode, cval, mip, out_dtype)
+    hlg = HighLevelGraph.from_collections(name, graph, dependencies=())
+    return da.Array(hlg, name, chunks=(*axes, (vol.num_channels,)), dtype=out_dtype)
+
+
+__all__ = ["PAD_MODES", "axis_blocks", "default_block", "depth3", "map_overlap", "overlap_block", "overlap_write", "pad_mode",
+           "tiles"]

@@ -1,0 +1,52 @@
+"""Whole-volume jobs: one task per block, run on a ``dask.distributed`` Client when one is given
+and on the Volume's own threads when not. Tasks must be idempotent (a block written twice
+is the same block), since a cluster reruns the tasks of a worker it lost."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, Callable, Sequence, TypeVar
+
+from .runtime import Runtime
+
+T = TypeVar("T")
+
+
+def run_tasks(task: Callable[[T], Any], items: Sequence[T], *, runtime: Runtime, client: Any = None,
+              progress: Callable[[int, int], None] | None = None) -> int:
+    """``task(item)`` for every item; returns how many ran. On ``client``'s workers each item is
+    one task (``task`` and the items are pickled: Volumes pickle to their URL, options and
+    info); locally they run on ``runtime``'s ``tasks`` lane, ``runtime.parallel`` at a time.
+    ``progress(done, total)`` is called as tasks finish (one call at a time). The first error
+    cancels what has not run and is raised here."""
+    total = len(items)
+    if client is None:
+        done = [0]
+        tally = threading.Lock()
+
+        def one(item: T) -> None:
+            task(item)
+            with tally:
+                done[0] += 1
+                if progress is not None:
+                    progress(done[0], total)
+
+        runtime.run(one, items, runtime.parallel, lane="tasks")
+        return total
+    from distributed import as_completed
+
+    futures = client.map(task, list(items), pure=False)
+    finished = 0
+    try:
+        for fut in as_completed(futures):
+            fut.result()  # raises the task's error (or KilledWorker after the cluster's retries)
+            finished += 1
+            if progress is not None:
+                progress(finished, total)
+    except BaseException:
+        client.cancel(futures)
+        raise
+    return total
+
+
+__all__ = ["run_tasks"]
