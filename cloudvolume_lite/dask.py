@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import math
+import operator
 from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
@@ -60,12 +62,24 @@ def _axis_chunks(size: int, step: int) -> tuple[int, ...]:
     return (step,) * full + ((rest,) if rest else ())
 
 
-def to_dask(vol: "Volume", chunks: Sequence[int] | None = None, mip: int | None = None) -> "da.Array":
-    """A lazy (X, Y, Z, C) dask array; one task per block, blocks aligned to storage chunks.
+def _group_size(want: int, base: int) -> int:
+    """How many voxels along one axis one read covers for blocks of ``want`` over storage chunks
+    of ``base``: blocks smaller than a chunk are read together, as whole chunks holding whole
+    blocks (``lcm``), so that each storage chunk is fetched once; larger blocks read themselves."""
+    if want >= base:
+        return want
+    group = math.lcm(want, base)
+    return group if group <= 8 * base else want
 
-    ``chunks`` (voxels) is rounded up to whole storage chunks; the default is one storage
-    chunk, or one shard for sharded scales whose shards are boxes. Tasks carry the pickled
-    Volume (URL, options and parsed info: a few hundred bytes) and a box, never data.
+
+def to_dask(vol: "Volume", chunks: Sequence[int] | None = None, mip: int | None = None) -> "da.Array":
+    """A lazy (X, Y, Z, C) dask array, blocks of ``chunks`` voxels from the volume's corner.
+
+    The default is one storage chunk, or one shard for sharded scales whose shards are boxes.
+    Blocks smaller than a storage chunk along an axis (planes: ``chunks=(X, Y, 1)``) are cut from
+    one read of the whole chunks around them, so each storage chunk is fetched once, not once
+    per block. Tasks carry the pickled Volume (URL, options and parsed info: a few hundred
+    bytes) and a box, never data.
     """
     da = _import_dask()
     from dask.highlevelgraph import HighLevelGraph
@@ -79,18 +93,32 @@ def to_dask(vol: "Volume", chunks: Sequence[int] | None = None, mip: int | None 
     else:
         if len(chunks) != 3 or any(int(c) < 1 for c in chunks):
             raise RequestError(f"chunks must be 3 positive voxel counts, got {chunks!r}")
-        want = tuple(-(-int(c) // b) * b for c, b in zip(chunks, base))
+        want = tuple(int(c) for c in chunks)
+    group = tuple(_group_size(w, b) for w, b in zip(want, base))
     axes = [_axis_chunks(s, w) for s, w in zip(scale.size, want)]
     nc = vol.num_channels
     name = "cvl-read-" + tokenize(vol.url, m, scale.to_json(), want, vol.fill_missing)
     vkey = name + "-volume"
     graph: dict[Any, Any] = {vkey: vol}
-    starts = [np.concatenate([[0], np.cumsum(a)[:-1]]).astype(int) + o for a, o in zip(axes, scale.voxel_offset)]
+    starts = [np.concatenate([[0], np.cumsum(a)[:-1]]).astype(int) for a in axes]
+    off = scale.voxel_offset
     for i, (x0, xs) in enumerate(zip(starts[0], axes[0])):
         for j, (y0, ys) in enumerate(zip(starts[1], axes[1])):
             for k, (z0, zs) in enumerate(zip(starts[2], axes[2])):
-                box = Bbox((x0, y0, z0), (x0 + xs, y0 + ys, z0 + zs))
-                graph[(name, i, j, k, 0)] = (_read_block, vkey, box, m)
+                lo, size = (int(x0), int(y0), int(z0)), (xs, ys, zs)
+                if group == want:
+                    box = Bbox([a + o for a, o in zip(lo, off)], [a + n + o for a, n, o in zip(lo, size, off)])
+                    graph[(name, i, j, k, 0)] = (_read_block, vkey, box, m)
+                    continue
+                # the read of the group holding this block, made once for all its blocks
+                g = tuple(a // w for a, w in zip(lo, group))
+                gkey = (name + "-group", *g)
+                if gkey not in graph:
+                    glo = [a * w + o for a, w, o in zip(g, group, off)]
+                    ghi = [min(a + w, o + n) for a, w, o, n in zip(glo, group, off, scale.size)]
+                    graph[gkey] = (_read_block, vkey, Bbox(glo, ghi), m)
+                cut = tuple(slice(a - gi * w, a - gi * w + n) for a, gi, w, n in zip(lo, g, group, size))
+                graph[(name, i, j, k, 0)] = (operator.getitem, gkey, cut)
     hlg = HighLevelGraph.from_collections(name, graph, dependencies=())
     return da.Array(hlg, name, chunks=(*axes, (nc,)), dtype=vol.dtype)
 

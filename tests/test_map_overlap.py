@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import cloudvolume_lite as cvl
+from cloudvolume_lite.stores.local import LocalStore
 
 ndimage = pytest.importorskip("scipy.ndimage")
 pytest.importorskip("dask")
@@ -76,3 +77,37 @@ def test_misaligned_blocks_and_bad_arguments_are_refused(image, tmp_path) -> Non
         vol.map_overlap(_gauss("reflect"), depth=-1)
     with pytest.raises(cvl.RequestError, match="same"):
         vol.map_overlap(lambda a: a[:-1], depth=1, chunks=(32, 32, 16)).compute()
+
+
+class _Counting(LocalStore):
+    """A real local store that adds up the chunk bytes it hands out."""
+
+    fetched = 0
+
+    def get(self, key, byte_range=None):
+        data = super().get(key, byte_range)
+        if data is not None and key != "info":
+            type(self).fetched += len(data)
+        return data
+
+    def _with_url(self, url):
+        return _Counting(url)
+
+
+def test_planes_fetch_each_storage_chunk_once(tmp_path) -> None:
+    """to_dask(chunks=(X, Y, 1)) over 16^3 chunks: 1.0x the stored bytes fetched, not 16x."""
+    from cloudvolume_lite.stores import StoreRegistry
+
+    data = np.random.default_rng(2).integers(0, 255, (40, 36, 48, 1), dtype=np.uint8)
+    cvl.Volume.from_numpy(data, f"file://{tmp_path}/v", chunk_size=(16, 16, 16))  # gzip'd chunks
+    reg = StoreRegistry().with_scheme("count", lambda url, **_: _Counting(
+        cvl.stores.StoreURL("file", "", str(tmp_path / "v"))))
+    vol = cvl.Volume("count://x/v", stores=reg)
+    arr = vol.to_dask(chunks=(40, 36, 1))
+    assert arr.chunks[2] == (1,) * 48
+    _Counting.fetched = 0
+    np.testing.assert_array_equal(arr.compute(scheduler="threads"), data)
+    ratio = _Counting.fetched / data.nbytes
+    assert ratio == 1.0, f"fetched {ratio:.2f}x the stored bytes"
+    # one read per group of whole chunks, and a cheap slice per plane
+    assert len(arr.__dask_graph__()) == 1 + 48 + 3
