@@ -11,7 +11,7 @@ from typing import Any, NoReturn, Sequence
 import numpy as np
 
 from . import __version__
-from .errors import RequestError, VolumeError
+from .errors import RequestError, UnsupportedEncodingError, VolumeError
 from .progress import make_bar
 from .stores.url import parse_url, redact, redact_netloc, scrub
 
@@ -237,19 +237,35 @@ def _cmd_cp(args: argparse.Namespace) -> int:
         if bar is not None:
             bar.update(done - bar.n)
 
+    client = connect(args.scheduler) if args.scheduler else None
     try:
         written = copy_volume(
             args.src, args.dst, mip=args.mip, encoding=args.encoding,
             sharding=as_sharding_arg(args.sharded, args.unsharded), chunk_size=chunk, resume=not args.restart,
-            progress=progress, fill_missing=args.fill_missing,
+            progress=progress, fill_missing=args.fill_missing, client=client, block_bytes=int(args.block_mb * 2**20),
         )
     finally:
         if state.get("bar") is not None:
             state["bar"].close()
+        if client is not None:
+            client.close()
     word, total = state.get("word") or _unit_word(args.dst), state["total"]
     print(f"copied {redact(args.src)} (mip {args.mip}) to {redact(args.dst)}: {written} {word}(s) written, "
           f"{total - written} already there")
     return 0
+
+
+def connect(address: str) -> Any:
+    """A dask.distributed Client of the scheduler at ``address``; says where its dashboard is."""
+    try:
+        from distributed import Client
+    except ImportError as e:
+        raise UnsupportedEncodingError(f"--scheduler needs dask.distributed, which is not installed ({e}); "
+                                       'run: pip install "cloudvolume-lite[dask]"') from None
+    client = Client(address, timeout=30)
+    link = getattr(client, "dashboard_link", None)
+    print(f"running on the dask cluster at {address}" + (f"; dashboard: {link}" if link else ""), file=sys.stderr)
+    return client
 
 
 def _unit_word(url: str) -> str:
@@ -362,6 +378,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--restart", action="store_true", help="rewrite everything instead of skipping finished chunks")
     c.add_argument("--fill-missing", action="store_true", help="copy missing source chunks as zeros (default: fail)")
     c.add_argument("--progress", action="store_true", default=None, help="show a progress bar (needs tqdm)")
+    c.add_argument("--block-mb", type=float, default=64.0,
+                   help="about how many MB of the source one task reads (whole destination chunks or shards; default 64)")
+    c.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="run on a dask.distributed cluster (e.g. tcp://10.0.0.5:8786) instead of local threads")
     c.set_defaults(func=_cmd_cp)
 
     k = add("cache", "inspect or clear the on-disk chunk cache", "cvl cache ls")

@@ -49,7 +49,7 @@ def copy_volume(
     src_url: str, dst_url: str, *, mip: int = 0, encoding: str | None = None, sharding: Any = "same",
     chunk_size: Sequence[int] | None = None, compression: str | None = DEFAULT_COMPRESSION,
     resume: bool = True, parallel: int | None = None, progress: Callable[[int, int], None] | None = None,
-    block_bytes: int = 64 << 20, fill_missing: bool = False,
+    block_bytes: int = 64 << 20, fill_missing: bool = False, client: Any = None,
 ) -> int:
     """Copy scale ``mip`` of ``src_url`` into a new one-scale volume at ``dst_url``; returns units written.
 
@@ -60,7 +60,9 @@ def copy_volume(
     total)`` is called (on the calling thread) as each unit is written or skipped. With
     ``resume`` a unit whose chunks all exist already is skipped, so an interrupted copy
     continues where it stopped. A missing source chunk is a :class:`ChunkNotFoundError`
-    naming it, unless ``fill_missing`` (then it is copied as zeros).
+    naming it, unless ``fill_missing`` (then it is copied as zeros). With ``client`` (a
+    dask.distributed Client) each block is one task on the cluster's workers (the same bytes
+    as without: a unit is written whole by one task, and a rerun task writes it again alike).
     """
     src = Volume(src_url, mip=mip, parallel=parallel, fill_missing=fill_missing)
     s = src.scale
@@ -88,6 +90,12 @@ def copy_volume(
     blocks = list(units(ds.bounds, copy_block(ds, src.dtype.itemsize * src.num_channels, block_bytes), ds.voxel_offset))
     total = prod(-(-n // u) for n, u in zip(ds.size, unit))
     done = written = 0
+    if client is not None:
+        try:
+            return _copy_on_cluster(src, dst, blocks, unit, total, resume, client, progress)
+        finally:
+            src.close()
+            dst.close()
     rt = dst.runtime
     tally = threading.Lock()
     stopped: list[bool] = []
@@ -134,6 +142,44 @@ def copy_volume(
     finally:
         src.close()
         dst.close()
+    return written
+
+
+def copy_units(src: Volume, dst: Volume, block: Bbox, unit: Sequence[int], resume: bool) -> tuple[int, int]:
+    """Copy one block (whole write units of ``dst``), skipping units already there when
+    ``resume``: (units written, units skipped). The task of a copy on a cluster."""
+    ds = dst.scale
+    parts = list(units(block, unit, ds.voxel_offset))
+    todo = parts
+    if resume:
+        todo = [] if dst.exists(block) == 1.0 else [u for u in parts if dst.exists(u) < 1.0]
+    if not todo:
+        return 0, len(parts)
+    box = Bbox([min(u.minpt[d] for u in todo) for d in range(3)], [max(u.maxpt[d] for u in todo) for d in range(3)])
+    data = src.download(box)
+    for u in todo:
+        dst.upload(u, data[tuple(slice(a - o, b - o) for a, b, o in zip(u.minpt, u.maxpt, box.minpt))])
+    return len(todo), len(parts) - len(todo)
+
+
+def _copy_on_cluster(src: Volume, dst: Volume, blocks: list[Bbox], unit: Sequence[int], total: int, resume: bool,
+                     client: Any, progress: Callable[[int, int], None] | None) -> int:
+    """:func:`copy_volume`'s blocks as tasks on ``client``'s workers; units written."""
+    from distributed import as_completed
+
+    futures = client.map(copy_units, [src] * len(blocks), [dst] * len(blocks), blocks, [tuple(unit)] * len(blocks),
+                         [resume] * len(blocks), pure=False)
+    done = written = 0
+    try:
+        for fut in as_completed(futures):
+            w, skipped = fut.result()
+            done += w + skipped
+            written += w
+            if progress is not None:
+                progress(done, total)
+    except BaseException:
+        client.cancel(futures)
+        raise
     return written
 
 
