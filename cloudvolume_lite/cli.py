@@ -268,6 +268,46 @@ def connect(address: str) -> Any:
     return client
 
 
+def _cmd_pyramid(args: argparse.Namespace) -> int:
+    from .volume import Volume
+
+    try:
+        factor = tuple(int(v) for v in args.factor.split(","))
+    except ValueError:
+        factor = ()
+    if len(factor) != 3 or min(factor) < 1 or args.levels < 1:
+        raise RequestError(f"--factor takes three positive integers fx,fy,fz and --levels a positive count; "
+                           f"got {args.factor!r} and {args.levels}")
+    vol = Volume(args.url)
+    client = connect(args.scheduler) if args.scheduler else None
+    try:
+        src = vol.scales[args.from_mip].key
+        for _ in range(args.levels):
+            from_mip = next(i for i, s in enumerate(vol.scales) if s.key == src)
+            # an existing scale of that resolution is reused: a rerun resumes, not duplicates
+            mip = vol.add_scale(factor, from_mip=from_mip)
+            from_mip = next(i for i, s in enumerate(vol.scales) if s.key == src)
+            bar = _progress_bar(args.progress, 1, f"cvl pyramid mip {mip}", "group")
+
+            def progress(done: int, total: int, bar: Any = bar) -> None:
+                if bar is not None:
+                    bar.total = total
+                    bar.update(done - bar.n)
+
+            try:
+                vol.downsample(mip, from_mip, client=client, resume=True, progress=progress)
+            finally:
+                if bar is not None:
+                    bar.close()
+            scale = vol.scales[mip]
+            print(f"mip {mip} ({_fmt(scale.resolution)} nm, {_fmt(scale.size)} voxels) filled from mip {from_mip}")
+            src = scale.key
+    finally:
+        if client is not None:
+            client.close()
+    return 0
+
+
 def _unit_word(url: str) -> str:
     """What the copy to ``url`` writes at once: a chunk, or a shard when sharded."""
     from .volume import Volume
@@ -383,6 +423,17 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--scheduler", default=None, metavar="ADDRESS",
                    help="run on a dask.distributed cluster (e.g. tcp://10.0.0.5:8786) instead of local threads")
     c.set_defaults(func=_cmd_cp)
+
+    y = add("pyramid", "add coarser scales, each filled from the one before (resumable)",
+            "cvl pyramid gs://bucket/vol --levels 3 --factor 2,2,1")
+    y.add_argument("url")
+    y.add_argument("--levels", type=int, default=1, help="how many scales to add (default 1)")
+    y.add_argument("--factor", default="2,2,2", help="fx,fy,fz: each new scale this much coarser (default 2,2,2)")
+    y.add_argument("--from-mip", type=int, default=0, help="the scale the first new one is made from (default 0)")
+    y.add_argument("--progress", action="store_true", default=None, help="show a progress bar (needs tqdm)")
+    y.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="run on a dask.distributed cluster (e.g. tcp://10.0.0.5:8786) instead of local threads")
+    y.set_defaults(func=_cmd_pyramid)
 
     k = add("cache", "inspect or clear the on-disk chunk cache", "cvl cache ls")
     k.add_argument("action", choices=["ls", "clear", "size"])

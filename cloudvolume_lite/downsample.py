@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import functools
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 
@@ -66,11 +67,15 @@ def mode(arr: np.ndarray, factor: tuple[int, int, int], front=(0, 0, 0)) -> np.n
     return cand.min(axis=1).reshape(vals.shape[:-1]).astype(arr.dtype)
 
 
-def downsample(vol: "Volume", mip: int, source_mip: int | None = None, method: str | None = None) -> None:
+def downsample(vol: "Volume", mip: int, source_mip: int | None = None, method: str | None = None, *,
+               client: Any = None, resume: bool = False, progress: Callable[[int, int], None] | None = None) -> None:
     """Fill scale ``mip`` from ``source_mip`` (default: the next finer scale), chunk group by group.
 
     Memory stays bounded: each task reads only the source region under one destination chunk
-    (or one shard, for a sharded destination), with ``2 * parallel`` tasks in flight.
+    (or one shard, for a sharded destination), with 2 tasks in flight locally; with ``client``
+    (a dask.distributed Client) each group is one task on the cluster's workers. Groups never
+    share a chunk or shard, so tasks rerun after a lost worker write the same bytes. ``resume``
+    skips chunks already written (an interrupted job run again).
     """
     if source_mip is None:
         source_mip = mip - 1
@@ -84,19 +89,35 @@ def downsample(vol: "Volume", mip: int, source_mip: int | None = None, method: s
     method = method or ("mode" if vol.layer_type == "segmentation" else "average")
     if method not in ("mode", "average"):
         raise RequestError(f"method must be 'mode' or 'average', got {method!r}")
+    groups = list(groups_of_cells(dst, list(dst.cells(dst.bounds))))
+    task = functools.partial(downsample_group, vol, mip=mip, source_mip=source_mip, factor=factor, method=method,
+                             resume=resume)
+    if client is None and progress is None:
+        # each group reads and writes through the io lane, so it runs on the tasks lane
+        vol.runtime.run(task, groups, 2, lane="tasks")
+        return
+    from .jobs import run_tasks
+
+    run_tasks(task, groups, runtime=vol.runtime, client=client, progress=progress)
+
+
+def downsample_group(vol: "Volume", group: Sequence[tuple[int, int, int]], *, mip: int, source_mip: int,
+                     factor: tuple[int, int, int], method: str, resume: bool = False) -> int:
+    """Fill the chunks ``group`` of scale ``mip`` from ``source_mip`` (one task of
+    :func:`downsample`); returns how many were written."""
+    src, dst = vol.scales[source_mip], vol.scales[mip]
     kernel = mode if method == "mode" else average
-    cells = list(dst.cells(dst.bounds))
-
-    def one_group(group: list[tuple[int, int, int]]) -> None:
-        for cell in group:
-            box = dst.chunk_bbox(cell)
-            lo = [max(b * f, s) for b, f, s in zip(box.minpt, factor, src.bounds.minpt)]
-            hi = [min(b * f, s) for b, f, s in zip(box.maxpt, factor, src.bounds.maxpt)]
-            source = vol.download(Bbox(lo, hi), mip=source_mip)
-            # blocks sit on multiples of the factor in global coordinates
-            front = tuple(l - b * f for l, b, f in zip(lo, box.minpt, factor))
-            out = kernel(source, factor, front)[: box.size[0], : box.size[1], : box.size[2]]
-            vol.upload(box, out, mip=mip)
-
-    # each group reads and writes through the io lane, so it runs on the tasks lane
-    vol.runtime.run(one_group, groups_of_cells(dst, cells), 2, lane="tasks")
+    written = 0
+    for cell in group:
+        box = dst.chunk_bbox(cell)
+        if resume and vol.exists(box, mip=mip) == 1.0:
+            continue
+        lo = [max(b * f, s) for b, f, s in zip(box.minpt, factor, src.bounds.minpt)]
+        hi = [min(b * f, s) for b, f, s in zip(box.maxpt, factor, src.bounds.maxpt)]
+        source = vol.download(Bbox(lo, hi), mip=source_mip)
+        # blocks sit on multiples of the factor in global coordinates
+        front = tuple(l - b * f for l, b, f in zip(lo, box.minpt, factor))
+        out = kernel(source, factor, front)[: box.size[0], : box.size[1], : box.size[2]]
+        vol.upload(box, out, mip=mip)
+        written += 1
+    return written

@@ -387,11 +387,12 @@ class Volume:
 
     def add_scale(self, factor: Sequence[int], chunk_size: Sequence[int] | None = None,
                   encoding: str | None = None, *, from_mip: int | None = None,
-                  downsample: bool = False, sharding: Any = None) -> int:
+                  downsample: bool = False, sharding: Any = None, client: Any = None) -> int:
         """Add a scale ``factor`` times coarser than ``from_mip`` (default: the finest) to ``info``.
 
         Scales stay sorted by resolution, so the new index is returned (and existing coarser
-        mips may move up by one). With ``downsample=True`` the new scale is filled at once.
+        mips may move up by one). With ``downsample=True`` the new scale is filled at once
+        (from ``from_mip``; on ``client``'s workers when a dask.distributed Client is given).
         """
         base = self._info.scales[0 if from_mip is None else self._mip_index(from_mip)]
         # info is changed by compare-and-swap (or under the store's lock where it has no
@@ -410,15 +411,19 @@ class Volume:
         self._scale_stores.clear()
         self._mip = next(i for i, s in enumerate(info.scales) if s.key == current.key)
         if downsample:
-            self.downsample(index)
+            src = next(i for i, s in enumerate(info.scales) if s.key == base.key)
+            self.downsample(index, src, client=client)
         return index
 
-    def downsample(self, mip: int, source_mip: int | None = None, method: str | None = None) -> None:
+    def downsample(self, mip: int, source_mip: int | None = None, method: str | None = None, *,
+                   client: Any = None, resume: bool = False, progress: Callable[[int, int], None] | None = None) -> None:
         """Fill scale ``mip`` from ``source_mip`` (default ``mip - 1``): averages for images,
-        the most frequent label for segmentation (``method="average"|"mode"`` overrides)."""
+        the most frequent label for segmentation (``method="average"|"mode"`` overrides). On
+        ``client``'s workers when a dask.distributed Client is given; ``resume`` skips chunks
+        already there; ``progress(done, total)`` counts chunk groups."""
         from .downsample import downsample
 
-        downsample(self, mip, source_mip, method)
+        downsample(self, mip, source_mip, method, client=client, resume=resume, progress=progress)
 
     # -- beyond one machine --------------------------------------------------------------------
     def to_dask(self, chunks: Sequence[int] | None = None, mip: int | None = None) -> Any:

@@ -148,3 +148,25 @@ def test_map_overlap_on_the_cluster_equals_local(tmp_path, client) -> None:
     want = ndimage.gaussian_filter(data, sigma=1.0, truncate=3.0)
     np.testing.assert_array_equal(cvl.Volume(f"file://{tmp_path}/b")[...][..., 0], want)
     assert _files(tmp_path / "a") == _files(tmp_path / "b")
+
+
+def test_pyramid_on_the_cluster_equals_local(tmp_path, cluster) -> None:
+    """``cvl pyramid --levels 2`` on the cluster and on local threads: the same bytes at every
+    new mip (mode for segmentation), and a rerun writes nothing new."""
+    labels = np.random.default_rng(3).integers(0, 5, (64, 48, 32, 1), dtype=np.uint32)
+    for name in ("local", "cluster"):
+        cvl.Volume.from_numpy(labels, f"file://{tmp_path}/{name}", chunk_size=(16, 16, 16), layer_type="segmentation")
+    base = [sys.executable, "-m", "cloudvolume_lite.cli", "pyramid"]
+    local = subprocess.run([*base, f"file://{tmp_path}/local", "--levels", "2"], capture_output=True, text=True)
+    assert local.returncode == 0, local.stderr
+    on = subprocess.run([*base, f"file://{tmp_path}/cluster", "--levels", "2", "--scheduler", cluster.scheduler_address],
+                        capture_output=True, text=True, timeout=120)
+    assert on.returncode == 0, on.stderr
+    assert "mip 2" in on.stdout
+    assert _files(tmp_path / "cluster") == _files(tmp_path / "local")
+    vol = cvl.Volume(f"file://{tmp_path}/cluster")
+    assert vol.num_mips == 3 and vol.scales[2].size == (16, 12, 8)
+    before = _files(tmp_path / "cluster")
+    again = subprocess.run([*base, f"file://{tmp_path}/cluster", "--levels", "2"], capture_output=True, text=True)
+    assert again.returncode == 0 and cvl.Volume(f"file://{tmp_path}/cluster").num_mips == 3
+    assert _files(tmp_path / "cluster") == before
