@@ -170,3 +170,15 @@ def test_pyramid_on_the_cluster_equals_local(tmp_path, cluster) -> None:
     again = subprocess.run([*base, f"file://{tmp_path}/cluster", "--levels", "2"], capture_output=True, text=True)
     assert again.returncode == 0 and cvl.Volume(f"file://{tmp_path}/cluster").num_mips == 3
     assert _files(tmp_path / "cluster") == before
+
+
+def test_one_worker_writes_the_same_bytes(tmp_path) -> None:
+    """A cluster of a single worker process: the copy is the same, bit for bit."""
+    from dask.distributed import Client, LocalCluster
+
+    _, src = _source(tmp_path)
+    copy_volume(src, f"file://{tmp_path}/local", block_bytes=16 ** 3 * 4)
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None,
+                      silence_logs=50) as one, Client(one) as client:
+        assert copy_volume(src, f"file://{tmp_path}/one", block_bytes=16 ** 3 * 4, client=client) == 64
+    assert _files(tmp_path / "one") == _files(tmp_path / "local")
