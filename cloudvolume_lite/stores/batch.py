@@ -8,7 +8,7 @@ the store, so the batch says it:
   item, outside any lock (``concurrent_next``): a local read fetches, decodes and pastes a
   chunk in one thread, with no hand-over between threads;
 - a :class:`Groups` batch fetches a group of keys at once (a shard's chunks in a few ranged
-  reads) and hands them out in the thread that fetched them;
+  reads) in the thread that reaches it and hands its items to every thread that asks;
 - a plain generator (a streaming store keeping many requests in flight from one thread) is
   advanced by one loop at a time while the others decode.
 
@@ -17,7 +17,9 @@ the store, so the batch says it:
 
 from __future__ import annotations
 
+import os
 import threading
+from collections import deque
 from typing import Callable, Iterable, Iterator, Sequence
 
 Item = tuple[str, "bytes | None"]
@@ -58,19 +60,31 @@ class Gets:
 
 class Groups:
     """Items of groups of keys, each group fetched at once by ``fetch(group) -> {key: bytes|None}``
-    in the thread that reaches it; that thread then takes the group's items one by one."""
+    in the thread that reaches it; the group's items then go to whichever threads ask next.
+
+    So the chunks of one shard are decoded on every loop over the batch, not only on the one
+    that fetched them (a read within one shard used one core). A thread fetches while groups
+    are left and fewer than ``ahead`` fetched items wait (default: ``width``), else it takes
+    an item; with none waiting and none left to fetch, it waits for the fetches under way,
+    so the batch ends for no thread while another may still hand out items. A failed fetch
+    ends the batch (the error is raised in the thread that fetched). ``width`` is cut to the
+    loops that can be busy: one per group fetched at once, and at least one per core to decode.
+    """
 
     concurrent_next = True
 
     def __init__(self, fetch: Callable[[Sequence[str]], "dict[str, bytes | None]"], groups: Iterable[Sequence[str]],
-                 width: int = 1):
+                 width: int = 1, ahead: int | None = None):
         self._fetch = fetch
-        self._groups = [list(g) for g in groups]
+        self._groups = [list(g) for g in groups if len(g)]
         self._n = sum(len(g) for g in self._groups)
         self._i = 0
-        self._lock = threading.Lock()
-        self._mine = threading.local()  # each thread's fetched items not yet handed out
-        self.width = max(1, int(width))
+        self._ready: deque[Item] = deque()  # fetched items no thread has taken yet
+        self._fetching = 0  # fetches under way
+        self._closed = False
+        self._cond = threading.Condition()
+        self.width = max(1, min(int(width), max(len(self._groups), os.cpu_count() or 2)))
+        self._ahead = self.width if ahead is None else max(1, int(ahead))
 
     def __len__(self) -> int:
         return self._n
@@ -78,24 +92,50 @@ class Groups:
     def __iter__(self) -> "Groups":
         return self
 
+    def _take(self) -> "Item | int":
+        """A waiting item, or the index of a group for this thread to fetch (under the lock)."""
+        while True:
+            if self._closed:
+                raise StopIteration
+            left = self._i < len(self._groups)
+            if self._ready and (not left or len(self._ready) >= self._ahead):
+                return self._ready.popleft()
+            if left:
+                self._i += 1
+                self._fetching += 1
+                return self._i - 1
+            if self._ready:
+                return self._ready.popleft()
+            if not self._fetching:
+                raise StopIteration
+            self._cond.wait()
+
     def __next__(self) -> Item:
-        pending: list[Item] | None = getattr(self._mine, "items", None)
-        if not pending:
-            with self._lock:
-                i = self._i
-                if i >= len(self._groups):
-                    raise StopIteration
-                self._i = i + 1
-            group = self._groups[i]
-            got = self._fetch(group)
-            pending = [(k, got.get(k)) for k in group]
-            pending.reverse()
-            self._mine.items = pending
-        return pending.pop()
+        with self._cond:
+            got = self._take()
+        if not isinstance(got, int):
+            return got
+        group = self._groups[got]
+        fetched: list[Item] = []
+        try:
+            found = self._fetch(group)
+            fetched = [(k, found.get(k)) for k in group]
+        except BaseException:
+            self.close()  # nothing more is handed out: the error ends the batch
+            raise
+        finally:
+            with self._cond:
+                self._fetching -= 1
+                if not self._closed:
+                    self._ready.extend(fetched[1:])
+                self._cond.notify_all()
+        return fetched[0]
 
     def close(self) -> None:
-        with self._lock:
-            self._i = len(self._groups)
+        with self._cond:
+            self._closed = True
+            self._ready.clear()
+            self._cond.notify_all()
 
 
 class Chain:

@@ -259,7 +259,7 @@ class _Pool:
     (none through a proxy: only the pool speaks to one)."""
 
     def __init__(self, parallel: int, secrets: dict[str, Any], base_url: str, retry: RetryPolicy,
-                 userinfo: str | None = None):
+                 userinfo: str | None = None, in_flight: int | None = None):
         headers = dict(secrets.get("headers") or {})
         auth = secrets.get("auth")
         if auth is None and userinfo:  # user:password@host in the URL
@@ -278,13 +278,16 @@ class _Pool:
                   timeout=urllib3.Timeout(connect=connect, read=read), **tls)
         proxy = environ_proxy(base_url)  # read once, for this host
         self.pm = urllib3.ProxyManager(proxy, **kw) if proxy else urllib3.PoolManager(**kw)
-        self.fast = fast_gets(base_url, parallel, retry, headers, proxied=bool(proxy))
+        self.fast = fast_gets(base_url, parallel, retry, headers, proxied=bool(proxy), in_flight=in_flight)
 
     def request(self, method: str, url: str, headers: dict[str, str],
                 timeout: tuple[float, float] | None = None) -> _Response:
         kw = {} if timeout is None else {"timeout": urllib3.Timeout(connect=timeout[0], read=timeout[1])}
+        sent = time.monotonic()
         r = self.pm.request(method, url, headers={**self.headers, **headers}, preload_content=False,
                             decode_content=False, retries=self.redirects, **kw)
+        if r.status < 300:  # the server's latency as the fetcher will meet it (the info read's, say)
+            self.fast.sample(time.monotonic() - sent)
         return _Response(r)
 
     def close(self) -> None:
@@ -307,7 +310,12 @@ class HTTPStore(NetworkStore):
     """Objects under an HTTP(S) URL; read-only; generations from the server's ETag or
     Last-Modified (see the module docstring)."""
 
-    default_parallel = 128  # no thread each (see http_fetch.py), and capped by bytes in flight
+    default_parallel = 128  # the careful path's connections and the Volume's threads
+    #: streamed requests in flight at most, unless ``parallel`` says otherwise: no thread each
+    #: (see http_fetch.py), and fewer where the server's latency does not need them or their
+    #: bodies would pass the fetcher's byte budget; 512 keep a full read of 512 chunks to one
+    #: round trip at 100 ms per request
+    default_in_flight = 512
     absent_status = frozenset({404, 410})
 
     def __init__(self, url: StoreURL, *, secrets: Any = None, parallel: int | None = None,
@@ -315,10 +323,11 @@ class HTTPStore(NetworkStore):
         super().__init__(url, retry)
         if _client is None:
             sec, size, pol = _check_secrets(secrets), int(parallel or self.default_parallel), self.retry
+            flight = int(parallel) if parallel else self.default_in_flight
             # the user info goes into an Authorization header, never into a URL a library parses
             # (or quotes in an error)
             base, userinfo = f"{url.scheme}://{url.host}/", url.userinfo
-            _client = SharedClient(lambda: _Pool(size, sec, base, pol, userinfo), lambda p: p.close())
+            _client = SharedClient(lambda: _Pool(size, sec, base, pol, userinfo, flight), lambda p: p.close())
         self._client = _client
 
     # -- capabilities: HTTP has no standard way to write, list or create conditionally ----------

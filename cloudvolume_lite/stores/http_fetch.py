@@ -9,12 +9,19 @@ as a :class:`Failure`, and the caller does that request again the slow, careful 
 
 Bodies are received straight into one buffer each (``recv_into``), never joined from pieces,
 and the buffers are reused within a call: a fresh buffer per body costs more in page faults
-than the rest of the request. Idle connections are kept between calls; each call
-owns the connections it uses.
+than the rest of the request (and than the copy a caller makes of it). A call receives only a
+few bodies at once (:meth:`Fetcher.receiving`); the answers past that wait, their bodies left in
+the kernel, which costs nothing where the network's round trip is short and keeps the buffers
+in the CPU's caches, and lets requests go out before their sizes are known. (Leaving each body in
+the kernel until it has come whole, ``SO_RCVLOWAT``, to ``recv`` it as one ``bytes`` without a
+copy was tried: it cost more CPU than the copy, and stalled the senders.) Idle connections are
+kept between calls; each call owns the connections it uses.
 
-How many requests are in flight adapts to the server (:class:`~.window.Window`): few at
-first, more while answers come back healthy, fewer when it refuses, resets, throttles or
-leaves a request unanswered far longer than usual. Such a stuck request is sent again on a
+How many requests are in flight is what the server's latency needs (:meth:`Fetcher.wanted`:
+enough to keep the network busy through two of its quickest first-byte times; a careful
+request's, the volume's ``info`` say, counts), within a window that closes on overload
+(:class:`~.window.Window`): fewer when the server refuses, resets, throttles or leaves a
+request unanswered far longer than usual. Such a stuck request is sent again on a
 fresh connection (twice at most). A request that takes longer than ``deadline`` in all, even
 while bytes trickle in, fails for good (``Failure.final``): sending it again would only wait
 as long again.
@@ -23,6 +30,7 @@ as long again.
 from __future__ import annotations
 
 import errno
+import math
 import selectors
 import socket
 import ssl
@@ -30,9 +38,9 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
-from .window import Window
+from .window import Bodies, Window
 
 MAX_HEAD = 64 * 1024  # an answer's status line and headers, at most
 _HEAD_READ = 16 * 1024  # headers are small; the body goes straight into its buffer
@@ -42,8 +50,21 @@ _WOULD_BLOCK = (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError, In
 OVERLOAD_STATUS = frozenset({429, 502, 503, 504})
 #: how often one request is sent again after it got stuck
 _RESENDS = 3
-#: requests in flight before the first answers say more would be welcome
+#: requests a call keeps in flight while nothing is known of the server's latency
 INITIAL_WINDOW = 128
+#: and at least this many once it is (see ``Fetcher.wanted``)
+MIN_IN_FLIGHT = 16
+#: requests are sent while the bodies they will bring (judged from the sizes seen so far)
+#: stay within this many times ``max_bytes``: bodies past what a call receives at once wait
+#: in the kernel, so a first guess that is too big (a chunk's decoded size) costs no round trip
+PROMISE_FACTOR = 2
+#: a call receives at least this many bytes of bodies at once (or one body), and more only
+#: where the network's round trip needs more to keep it busy (see ``Fetcher.receiving``)
+RECEIVE_FLOOR = 4 << 20
+#: the bandwidth that need is judged at (bytes per second): a fast cloud VM's
+LINK_BYTES_PER_S = 2e9
+#: ``_step``'s answer for an answer whose body must wait for room
+_WAIT = -1
 
 
 @dataclass
@@ -77,13 +98,14 @@ def origin(scheme: str, host: str, port: int | None) -> str:
 class _Conn:
     """One connection and the request it carries."""
 
-    __slots__ = ("sock", "reused", "state", "events", "tag", "request", "out", "head", "body", "got",
-                 "reply", "result", "deadline", "closing", "spare", "sent_at", "born", "first_byte", "resends", "overload")
+    __slots__ = ("sock", "reused", "state", "events", "tag", "request", "out", "head", "body", "got", "length",
+                 "rest", "held", "reply", "result", "deadline", "closing", "bodies", "sent_at", "born", "first_byte",
+                 "resends", "overload")
 
     def __init__(self, sock: socket.socket, reused: bool, state: str):
         self.sock = sock
         self.reused = reused
-        self.state = state  # "connect", "handshake", "send", "head", "body", "done"
+        self.state = state  # "connect", "handshake", "send", "head", "wait", "body", "done"
         self.events = 0  # what the selector watches for (0: not registered)
         self.tag: object = None
         self.request: tuple[str, dict[str, str]] = ("", {})
@@ -91,11 +113,14 @@ class _Conn:
         self.head = bytearray()
         self.body: bytearray | None = None
         self.got = 0
+        self.length = 0  # the body's Content-Length
+        self.rest: bytes | bytearray = b""  # of an answer waiting for room: its body's bytes read with the head
+        self.held = 0  # bytes of the call's budget this body holds
         self.reply: Reply | None = None
         self.result: Reply | Failure | None = None
         self.deadline = 0.0
         self.closing = False  # the server said it closes the connection after this answer
-        self.spare: dict[int, list[bytearray]] = {}  # the call's reusable body buffers
+        self.bodies: Bodies | None = None  # the call's budget and reusable buffers
         self.sent_at = 0.0  # time.monotonic() when this try of the request was sent
         self.born = 0.0  # ... and when its first try was (the deadline counts from there)
         self.first_byte = 0.0  # ... and when its answer began (0: not yet)
@@ -118,9 +143,13 @@ class Fetcher:
     timeout being the longest silence allowed while a request is outstanding; ``deadline``
     (seconds, or None) bounds a request in all. At most ``limit`` requests are in flight across
     all the calls of all threads (and as many connections kept), fewer while the server shows
-    overload (``window``). A call also stops adding requests once its bodies in flight would
-    pass ``max_bytes`` (judged by the bodies it has seen so far), so big chunks do not multiply
-    memory by ``limit``.
+    overload (``window``). A call receives at most :meth:`receiving` bytes of bodies at once
+    (or one body bigger than that), never more than ``max_bytes``: the answers past it wait,
+    their bodies left in the kernel, so big chunks do not multiply memory by ``limit``; and it
+    stops adding requests once the bodies in flight would pass :data:`PROMISE_FACTOR` times
+    ``max_bytes`` (judged by the sizes seen so far). It keeps no more requests in flight than
+    the server's latency needs (:meth:`wanted`; ``initial`` while that is unknown).
+    ``peak_bytes`` is the most body bytes a call has held at once.
     """
 
     def __init__(self, scheme: str, host: str, port: int | None, headers: dict[str, str],
@@ -139,9 +168,33 @@ class Fetcher:
         self._addr: tuple[float, tuple] | None = None  # (when resolved, getaddrinfo entry)
         self._lock = threading.Lock()
         self._max_idle = max(1, limit)
-        self.window = Window(limit, initial)
+        self.window = Window(limit, limit)  # it closes on overload; a call asks only what it needs
+        self.initial = max(1, int(initial))
         self.max_bytes = max_bytes
         self.deadline = deadline
+        self.peak_bytes = 0
+
+    def wanted(self, body: float) -> int:
+        """Requests a call keeps in flight for bodies of ``body`` bytes: enough to keep the
+        network busy through two of the server's quickest first-byte times (at
+        :data:`LINK_BYTES_PER_S`), at least :data:`MIN_IN_FLIGHT`; ``initial`` before any answer.
+        More would only wait: on loopback, 128 requests of 2 MB in flight took 1.7x the CPU of 16
+        (their bodies fill the kernel's buffers and the caches)."""
+        latency = self.window.least_first_byte()
+        if latency is None:
+            return self.initial
+        return max(MIN_IN_FLIGHT, math.ceil(2 * latency * LINK_BYTES_PER_S / max(1.0, body)))
+
+    def receiving(self) -> int:
+        """Bytes of bodies a call receives at once: what keeps the network busy for two of its
+        round trips (the quickest connect seen, at :data:`LINK_BYTES_PER_S`), at least
+        :data:`RECEIVE_FLOOR`, at most ``max_bytes``. On a short round trip a waiting body loses
+        nothing (its sender resumes at once), and few bodies in progress keep their buffers in
+        the CPU's caches: on loopback, 2 MB bodies took a quarter of the CPU with 8 MiB in
+        progress that they took with 128 MiB."""
+        rtt = self.window.round_trip
+        need = self.max_bytes if rtt is None else 2 * rtt * LINK_BYTES_PER_S
+        return int(min(self.max_bytes, max(RECEIVE_FLOOR, need)))
 
     @property
     def origin(self) -> str:
@@ -192,8 +245,9 @@ class Fetcher:
         yield ``(tag, Reply | Failure)`` as each finishes, in no particular order.
         ``expected_bytes`` guesses a body's size until real ones are seen (default: 1 MiB).
 
-        A reply's body is only valid until the next item is asked for: its buffer is then
-        reused, so copy what you keep. Closing the generator early closes the busy connections.
+        A reply's body is the caller's when it is ``bytes``; a ``bytearray`` body is only valid
+        until the next item is asked for (its buffer is then reused), so copy what you keep.
+        Closing the generator early closes the busy connections.
         """
         # requests are taken as they are sent, not all at once: making one may cost something
         # (an S3 signature), and that should overlap the first answers' wait
@@ -210,13 +264,11 @@ class Fetcher:
                 todo.append((*item, 0.0, 0))
             return True
 
-        spare: dict[int, list[bytearray]] = {}  # body buffers to reuse, by length
+        bodies = Bodies(self.receiving, 2**20 if expected_bytes is None else max(0, int(expected_bytes)))
+        waiting: deque[_Conn] = deque()  # answers whose bodies wait for room, oldest first
         sel = selectors.DefaultSelector()
         busy: set[_Conn] = set()
         done: list[_Conn] = []
-        # answers and body bytes so far (starting from one guessed answer): what a request in
-        # flight is likely to hold
-        seen = [1, 2**20 if expected_bytes is None else max(0, int(expected_bytes))]
 
         def finish(conn: _Conn) -> None:
             busy.discard(conn)
@@ -224,17 +276,35 @@ class Fetcher:
             window.release()
             reply = conn.result
             if isinstance(reply, Reply):
-                seen[0] += 1
-                seen[1] += len(reply.body)
                 if reply.status in OVERLOAD_STATUS:
                     window.congested(conn.sent_at)
                 else:
                     window.healthy(conn.first_byte - conn.sent_at)
-            elif isinstance(reply, Failure) and reply.reason != _STALE and conn.overload:
-                window.congested(conn.sent_at)
+            else:
+                bodies.release(conn.held)  # a body cut short holds nothing any more
+                conn.held = 0
+                if isinstance(reply, Failure) and reply.reason != _STALE and conn.overload:
+                    window.congested(conn.sent_at)
+
+        def advance(conn: _Conn) -> None:
+            self._advance(conn, sel)
+            if conn.state == "wait":
+                waiting.append(conn)
+            elif conn.result is not None:
+                finish(conn)
+
+        def resume() -> None:
+            """Answers waiting for room receive their bodies, oldest first, while it lasts."""
+            while waiting and bodies.admit(waiting[0].length):
+                conn = waiting.popleft()
+                conn.held = conn.length
+                self._begin_body(conn, conn.rest)
+                conn.rest = b""
+                advance(conn)
 
         def room() -> bool:
-            return len(busy) < 2 or (len(busy) + 1) * seen[1] <= self.max_bytes * seen[0]
+            return len(busy) < 2 or (len(busy) < self.wanted(bodies.least())
+                                     and (len(busy) + 1) * bodies.likely() <= PROMISE_FACTOR * self.max_bytes)
 
         def give_up(conn: _Conn, failure: Failure) -> None:
             self._close(conn, sel)
@@ -242,7 +312,7 @@ class Fetcher:
             finish(conn)
 
         try:
-            while more() or busy:
+            while more() or busy or done:  # (resume() may finish answers after the last yield)
                 # another call may hold every slot: wait for one only when there is nothing to do
                 while more() and room() and window.acquire(blocking=not busy and not done):
                     tag, path, headers, first_sent, resends = todo.popleft()
@@ -252,21 +322,16 @@ class Fetcher:
                         window.congested(time.monotonic())
                         yield tag, conn
                         continue
-                    self._start(conn, tag, path, headers, spare)
+                    self._start(conn, tag, path, headers, bodies)
                     conn.born, conn.resends = first_sent or conn.sent_at, resends
                     busy.add(conn)
-                    self._advance(conn, sel)
-                    if conn.result is not None:
-                        finish(conn)
+                    advance(conn)
                 if busy and not done:
                     stuck = window.stuck_after()
                     stuck_open = window.connect_stuck_after()
                     wait = max(0.0, min(self._next_check(c, stuck, stuck_open) for c in busy) - time.monotonic())
-                    for key, _ in sel.select(wait):
-                        conn = key.data
-                        self._advance(conn, sel)
-                        if conn.result is not None:
-                            finish(conn)
+                    for key, _ in sel.select(min(wait, 3600.0)):
+                        advance(key.data)
                     now = time.monotonic()
                     lost: list[float] = []  # when the requests found stuck in this pass were sent
                     for conn in [c for c in busy if self._next_check(c, stuck, stuck_open) <= now]:
@@ -292,18 +357,24 @@ class Fetcher:
                         todo.appendleft((conn.tag, *conn.request, conn.born, conn.resends))
                         continue
                     yield conn.tag, conn.result  # type: ignore[misc]
-                    if isinstance(conn.result, Reply) and isinstance(conn.result.body, bytearray):
-                        spare.setdefault(len(conn.result.body), []).append(conn.result.body)
+                    if isinstance(conn.result, Reply):
+                        bodies.release(conn.held, conn.result.body)
+                        conn.held = 0
                     conn.result = conn.reply = None
+                resume()
         finally:
             for conn in busy:
                 self._close(conn, sel)
                 window.release()
             sel.close()
+            self.peak_bytes = max(self.peak_bytes, bodies.peak)
 
     def _next_check(self, conn: _Conn, stuck: float | None, stuck_open: float | None) -> float:
         """When ``conn`` must be looked at even if nothing arrives: its silence limit, its
-        deadline in all, or (no answer begun yet) the moment it would count as stuck."""
+        deadline in all, or (no answer begun yet) the moment it would count as stuck. An answer
+        waiting for room is never looked at: the wait is the caller's, not the server's."""
+        if conn.state == "wait":
+            return float("inf")
         t = conn.deadline
         if self.deadline is not None:
             t = min(t, conn.born + self.deadline)
@@ -322,9 +393,8 @@ class Fetcher:
         except OSError as e:
             return Failure(f"cannot connect to {self.host}:{self.port}: {e}")
 
-    def _start(self, conn: _Conn, tag: object, path: str, headers: dict[str, str],
-               spare: dict[int, list[bytearray]]) -> None:
-        conn.tag, conn.request, conn.spare = tag, (path, headers), spare
+    def _start(self, conn: _Conn, tag: object, path: str, headers: dict[str, str], bodies: Bodies) -> None:
+        conn.tag, conn.request, conn.bodies = tag, (path, headers), bodies
         lines = [f"GET {path} HTTP/1.1"] + [f"{k}: {v}" for k, v in {**self._fixed, **headers}.items()]
         conn.out = memoryview(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
         conn.sent_at = time.monotonic()
@@ -369,6 +439,10 @@ class Fetcher:
             self._close(conn, sel)
             conn.result = Failure(_STALE if stale else str(e))
             return
+        if want == _WAIT:  # its body stays in the kernel until the call has room for it
+            self._unwatch(conn, sel)
+            conn.state = "wait"
+            return
         if want:
             self._watch(conn, sel, want)
             conn.deadline = time.monotonic() + self._limit(conn)
@@ -409,44 +483,70 @@ class Fetcher:
                     conn.out = conn.out[n:]
                 conn.state = "head"
             if conn.state == "head":
-                while True:
-                    try:
-                        data = conn.sock.recv(_HEAD_READ)
-                    except _WOULD_BLOCK:
-                        return selectors.EVENT_READ
-                    if not data:
-                        raise _Broken("connection closed before an answer")
-                    if not conn.head:
-                        conn.first_byte = time.monotonic()
-                    conn.head += data
-                    end = conn.head.find(b"\r\n\r\n")
-                    if end >= 0:
-                        break
-                    if len(conn.head) > MAX_HEAD:
-                        raise _Unusual("answer headers too long")
-                self._parse_head(conn, end)
-                conn.state = "body"
+                end = self._read_head(conn)
+                if end < 0:
+                    return selectors.EVENT_READ
+                rest = self._parse_head(conn, end)
+                if not conn.length:  # no body, or an empty one
+                    conn.state = "done"
+                    return 0
+                if not conn.bodies.admit(conn.length):  # type: ignore[union-attr]
+                    conn.rest = rest
+                    return _WAIT
+                conn.held = conn.length
+                self._begin_body(conn, rest)
             if conn.state == "body":
-                body = conn.body
-                if body is not None:
-                    view = memoryview(body)
-                    while conn.got < len(body):
-                        try:
-                            n = conn.sock.recv_into(view[conn.got:])
-                        except _WOULD_BLOCK:
-                            return selectors.EVENT_READ
-                        if not n:
-                            raise _Broken(f"body cut short at {conn.got} of {len(body)} bytes")
-                        conn.got += n
-                    assert conn.reply is not None
-                    conn.reply.body = body
-                conn.state = "done"
-                return 0
+                return self._read_body(conn)
         except OSError as e:  # resets, refused connections, TLS errors (ssl.SSLError is an OSError)
             raise _Broken(f"{type(e).__name__}: {e}") from None
         raise AssertionError(conn.state)
 
-    def _parse_head(self, conn: _Conn, end: int) -> None:
+    def _read_head(self, conn: _Conn) -> int:
+        """Take in the answer's head; where it ends in ``conn.head``, or -1 while more must come
+        (what came after it is the body's first bytes)."""
+        while True:
+            try:
+                data = conn.sock.recv(_HEAD_READ)
+            except _WOULD_BLOCK:
+                return -1
+            if not data:
+                raise _Broken("connection closed before an answer")
+            if not conn.head:
+                conn.first_byte = time.monotonic()
+            conn.head += data
+            end = conn.head.find(b"\r\n\r\n", max(0, len(conn.head) - len(data) - 3))
+            if end >= 0:
+                return end
+            if len(conn.head) > MAX_HEAD:
+                raise _Unusual("answer headers too long")
+
+    def _begin_body(self, conn: _Conn, rest: bytes | bytearray) -> None:
+        """Get ready to receive ``conn``'s body into a buffer, ``rest`` of it read with the head."""
+        conn.state = "body"
+        conn.body = conn.bodies.buffer(conn.length)  # type: ignore[union-attr]
+        conn.body[: len(rest)] = rest
+        conn.got = len(rest)
+
+    def _read_body(self, conn: _Conn) -> int:
+        """Receive what has come of the body; 0 when all of it is in, else the events to wait for."""
+        body, n = conn.body, conn.length
+        assert body is not None and conn.reply is not None
+        view = memoryview(body)
+        while conn.got < n:
+            try:
+                k = conn.sock.recv_into(view[conn.got:])
+            except _WOULD_BLOCK:
+                return selectors.EVENT_READ
+            if not k:
+                raise _Broken(f"body cut short at {conn.got} of {n} bytes")
+            conn.got += k
+        conn.reply.body = body
+        conn.state = "done"
+        return 0
+
+    def _parse_head(self, conn: _Conn, end: int) -> bytes | bytearray:
+        """Parse the head ending at ``end``; set ``conn.reply`` (its body ``b""`` so far) and
+        ``conn.length`` (0 for a bodiless answer) and return the body's bytes read with it."""
         lines = bytes(conn.head[:end]).decode("latin-1").split("\r\n")
         rest = conn.head[end + 4:]
         parts = lines[0].split(" ", 2)
@@ -465,10 +565,11 @@ class Fetcher:
         keep = headers.get("connection", "").lower()
         conn.closing = keep == "close" or (parts[0] == "HTTP/1.0" and keep != "keep-alive")
         conn.reply = Reply(status, parts[2] if len(parts) > 2 else "", headers, b"")
-        if status in (204, 304):
+        conn.body, conn.length = None, 0
+        if status in (204, 304):  # no body (length 0)
             if rest:
                 raise _Unusual("bytes after a bodiless answer")
-            return
+            return rest
         if "transfer-encoding" in headers or "content-length" not in headers:
             raise _Unusual("answer framed without Content-Length")
         try:
@@ -477,10 +578,9 @@ class Fetcher:
             raise _Unusual(f"bad Content-Length {headers['content-length']!r}") from None
         if length < 0 or len(rest) > length:
             raise _Unusual("answer longer than its Content-Length")
-        free = conn.spare.get(length)
-        conn.body = free.pop() if free else bytearray(length)
-        conn.body[: len(rest)] = rest
-        conn.got = len(rest)
+        conn.length = length
+        conn.bodies.seen(length)  # type: ignore[union-attr]
+        return rest
 
 
 def _writable(sock: socket.socket) -> bool:

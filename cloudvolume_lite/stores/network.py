@@ -76,16 +76,16 @@ def environ_proxy(url: str) -> str | None:
 
 
 def fast_gets(base_url: str, parallel: int, retry: RetryPolicy, headers: dict[str, str] | None = None,
-              proxied: bool = False) -> FastGets:
-    """Streaming gets against ``base_url``'s origin, ``parallel`` in flight, with ``retry``'s
-    timeouts and deadline; none (``FastGets(None)``) when ``proxied``, when the environment
-    names a proxy for it, or when it is not plain http(s)."""
+              proxied: bool = False, in_flight: int | None = None) -> FastGets:
+    """Streaming gets against ``base_url``'s origin, at most ``in_flight`` (default
+    ``parallel``) in flight, with ``retry``'s timeouts and deadline; none (``FastGets(None)``)
+    when ``proxied``, when the environment names a proxy for it, or when it is not plain http(s)."""
     url = urllib3.util.parse_url(base_url)
     if proxied or url.scheme not in ("http", "https") or not url.host or environ_proxy(base_url):
         return FastGets(None, parallel)
     tls = ssl.create_default_context(cafile=ca_bundle()) if url.scheme == "https" else None
-    fetcher = Fetcher(url.scheme, url.host.strip("[]"), url.port, dict(headers or {}), retry.timeout, tls, parallel,
-                      deadline=retry.deadline)
+    fetcher = Fetcher(url.scheme, url.host.strip("[]"), url.port, dict(headers or {}), retry.timeout, tls,
+                      in_flight or parallel, deadline=retry.deadline)
     return FastGets(fetcher, parallel)
 
 

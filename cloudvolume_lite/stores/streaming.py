@@ -68,6 +68,12 @@ class FastGets:
         with self._lock:
             self.stats[what] += 1
 
+    def sample(self, first_byte_s: float) -> None:
+        """A careful request's first-byte time, for the fetcher to judge the server's latency by
+        (``Fetcher.wanted``) before its own first answers."""
+        if self.fetcher is not None:
+            self.fetcher.window.sample(first_byte_s)
+
     @property
     def usable(self) -> bool:
         """False without a fetcher, or for a while after its answers proved useless (``stream``)."""

@@ -15,7 +15,13 @@ overload, in the manner of TCP congestion control:
   at once shrink it by as many;
 - one burst of overload cuts it once: signals from requests sent before the last cut are
   the same overload seen late, not a new one;
+- a cut halves what was in use since the last one, not a size no caller filled (a window
+  opened to 512 with 16 requests in flight is cut to 8, not to 256: RFC 7661's
+  application-limited window);
 - it never exceeds ``limit`` (the user's ``parallel``) nor drops below one.
+
+The fetcher opens its window at ``limit`` and itself asks for no more requests than the
+server's latency needs; :class:`Bodies` is how much of their answers one call receives at once.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
+from typing import Callable
 
 #: how many recent first-byte times the stuck threshold is judged from
 _SAMPLES = 64
@@ -53,6 +60,7 @@ class Window:
         self._size = float(min(self.limit, max(1, int(initial))))
         self._threshold = float(self.limit)  # slow start until the first sign of overload
         self._in_flight = 0
+        self._used = 0  # the most in flight at once since the last cut
         self._last_cut = 0.0  # time.monotonic() of the last cut
         self._ttfb: deque[float] = deque(maxlen=_SAMPLES)
         self._stuck: deque[float] = deque(maxlen=2)  # when the latest stuck requests were seen
@@ -78,6 +86,7 @@ class Window:
             elif self._in_flight >= self.size:
                 return False
             self._in_flight += 1
+            self._used = max(self._used, self._in_flight)
             return True
 
     def release(self) -> None:
@@ -95,12 +104,24 @@ class Window:
                 self._size = min(self._size + 1.0 / self._size, float(self.limit))
             self._cond.notify_all()
 
+    def sample(self, first_byte_s: float) -> None:
+        """An answer on another path (the careful one) came in ``first_byte_s`` seconds: a
+        first-byte time to judge by, without growing the window."""
+        with self._cond:
+            self._ttfb.append(first_byte_s)
+
+    def least_first_byte(self) -> float | None:
+        """The quickest recent first-byte time (seconds): the server's latency with the least
+        queueing in it; None before any answer."""
+        with self._cond:
+            return min(self._ttfb) if self._ttfb else None
+
     def congested(self, sent_at: float) -> None:
         """The server showed overload on a request sent at ``sent_at`` (``time.monotonic()``)."""
         with self._cond:
             if sent_at < self._last_cut:
                 return  # sent before the last cut: part of the overload already answered
-            self._size = max(1.0, self._size / 2)
+            self._size = max(1.0, self._in_use() / 2)
             self._threshold = max(2.0, self._size)
             self._last_cut = time.monotonic()
             self.cuts += 1
@@ -116,16 +137,29 @@ class Window:
             overload = len(self._stuck) == 2 and now - self._stuck[0] <= _STUCK_SPAN
             if not overload or sent_at < self._last_cut:
                 return
-            self._size = max(1.0, min(self._size / 2, self._size - count))
+            used = self._in_use()
+            self._size = max(1.0, min(used / 2, used - count))
             self._threshold = max(2.0, self._size)
             self._last_cut = now
             self.cuts += 1
+
+    def _in_use(self) -> float:
+        """What a cut halves (under the lock): the most in flight since the last cut, when the
+        window was used at all, and never more than its size; it starts counting afresh."""
+        used, self._used = self._used, 0
+        return min(self._size, float(used)) if used else self._size
 
     def connected(self, seconds: float) -> None:
         """A new connection took ``seconds`` to open (the network's round trip, no server work)."""
         with self._cond:
             if self._connect is None or seconds < self._connect:
                 self._connect = seconds
+
+    @property
+    def round_trip(self) -> float | None:
+        """The network's round trip as the quickest connection opened so far took it (seconds),
+        or None before any was opened."""
+        return self._connect
 
     def connect_stuck_after(self) -> float | None:
         """Seconds after which an unopened connection counts as lost: its SYN was dropped, as a
@@ -146,4 +180,53 @@ class Window:
         return max(STUCK_FLOOR, STUCK_FACTOR * usual)
 
 
-__all__ = ["CONNECT_STUCK_FLOOR", "STUCK_FACTOR", "STUCK_FLOOR", "Window"]
+class Bodies:
+    """The bodies one call of the fetcher holds: at most ``limit()`` bytes at once (or one body
+    bigger than that), the buffers to reuse by length, and the sizes seen so far, which say
+    what a request in flight is likely to bring (``guess`` until the first). One thread's."""
+
+    __slots__ = ("limit", "held", "peak", "_spare", "_seen", "_bytes", "_guess")
+
+    def __init__(self, limit: Callable[[], int], guess: int):
+        self.limit = limit
+        self.held = self.peak = 0
+        self._spare: dict[int, list[bytearray]] = {}
+        self._seen, self._bytes, self._guess = 0, 0, guess
+
+    def seen(self, n: int) -> None:
+        """An answer's head announced a body of ``n`` bytes."""
+        self._seen += 1
+        self._bytes += n
+
+    def likely(self) -> float:
+        """The body a request in flight is likely to bring: the mean of those seen, else the guess."""
+        return self._bytes / self._seen if self._seen else self._guess
+
+    def least(self) -> float:
+        """The body to size requests in flight by: the mean of those seen, else a quarter of the
+        guess. The guess (a chunk's decoded size) overstates a compressed chunk several times,
+        and a first wave too small costs a round trip, where one too big costs little: the
+        bytes promised stay bounded by :meth:`likely`."""
+        return self._bytes / self._seen if self._seen else self._guess / 4
+
+    def admit(self, n: int) -> bool:
+        """Whether a body of ``n`` bytes may be received now; if so it is held."""
+        if self.held and self.held + n > self.limit():
+            return False
+        self.held += n
+        self.peak = max(self.peak, self.held)
+        return True
+
+    def release(self, n: int, body: bytes | bytearray | None = None) -> None:
+        """A body of ``n`` bytes is no longer held (a buffer goes back for reuse)."""
+        self.held -= n
+        if isinstance(body, bytearray):
+            self._spare.setdefault(len(body), []).append(body)
+
+    def buffer(self, n: int) -> bytearray:
+        """A buffer of ``n`` bytes, reused when one is free."""
+        free = self._spare.get(n)
+        return free.pop() if free else bytearray(n)
+
+
+__all__ = ["Bodies", "CONNECT_STUCK_FLOOR", "STUCK_FACTOR", "STUCK_FLOOR", "Window"]
