@@ -122,8 +122,57 @@ static PyObject *paste_file(PyObject *self, PyObject *args) {
     return PyLong_FromSsize_t(size);
 }
 
+PyDoc_STRVAR(paste_bytes_doc,
+"paste_bytes(data, offset, ex, ey, ez, lo, n, steps, itemsize, out, dst, strides) -> None\n\n"
+"paste_file's copy from a chunk already in memory: the slab of ``ez`` planes at byte ``offset``\n"
+"of ``data``, voxels ``lo + i * steps`` into ``out`` at byte ``dst`` with byte ``strides``.");
+
+static PyObject *paste_bytes(PyObject *self, PyObject *args) {
+    Py_buffer data, buf;
+    Py_ssize_t offset, ex, ey, ez, isz, dst;
+    Py_ssize_t lo[3], n[3], st[3], ds[3];
+    PyObject *out;
+    if (!PyArg_ParseTuple(args, "y*nnnn(nnn)(nnn)(nnn)nOn(nnn)", &data, &offset, &ex, &ey, &ez, &lo[0], &lo[1],
+                          &lo[2], &n[0], &n[1], &n[2], &st[0], &st[1], &st[2], &isz, &out, &dst, &ds[0], &ds[1],
+                          &ds[2]))
+        return NULL;
+    const char *err = NULL;
+    Py_ssize_t first = dst, last = dst + isz;
+    if (ex <= 0 || ey <= 0 || ez <= 0 || isz <= 0 || offset < 0 || offset + ex * ey * ez * isz > data.len)
+        err = "paste_bytes: the slab lies outside the chunk";
+    for (int a = 0; a < 3 && !err; a++) {
+        Py_ssize_t dim = a == 0 ? ex : a == 1 ? ey : ez;
+        if (n[a] <= 0 || st[a] <= 0 || lo[a] < 0 || lo[a] + (n[a] - 1) * st[a] >= dim)
+            err = "paste_bytes: the voxels asked for lie outside the slab";
+        Py_ssize_t span = (n[a] - 1) * ds[a];
+        if (span < 0) first += span; else last += span;
+    }
+    if (err) {
+        PyBuffer_Release(&data);
+        PyErr_SetString(PyExc_ValueError, err);
+        return NULL;
+    }
+    if (PyObject_GetBuffer(out, &buf, PyBUF_WRITABLE | PyBUF_ANY_CONTIGUOUS) < 0) {
+        PyBuffer_Release(&data);
+        return NULL;
+    }
+    if (first < 0 || last > buf.len) {
+        PyBuffer_Release(&buf);
+        PyBuffer_Release(&data);
+        PyErr_SetString(PyExc_ValueError, "paste_bytes: the paste lies outside the output");
+        return NULL;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    paste((const char *)data.buf + offset, ex, ey, isz, lo, n, st, (char *)buf.buf + dst, ds[0], ds[1], ds[2]);
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&buf);
+    PyBuffer_Release(&data);
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
     {"paste_file", paste_file, METH_VARARGS, paste_file_doc},
+    {"paste_bytes", paste_bytes, METH_VARARGS, paste_bytes_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -21,3 +21,18 @@ def paste_file(
     dst: int,
     strides: tuple[int, int, int],
 ) -> int: ...
+
+def paste_bytes(
+    data: Buffer,
+    offset: int,
+    ex: int,
+    ey: int,
+    ez: int,
+    lo: tuple[int, int, int],
+    n: tuple[int, int, int],
+    steps: tuple[int, int, int],
+    itemsize: int,
+    out: Buffer,
+    dst: int,
+    strides: tuple[int, int, int],
+) -> None: ...
