@@ -24,6 +24,7 @@ from .codecs import ChunkSpec, get_codec
 from .direct import PASTED, Slab, direct_fetch
 from .errors import ChunkNotFoundError, OutOfBoundsError, RequestError
 from .info import Scale
+from .output import allocate
 from .plan import Paste, plan_pastes
 from .progress import tracked
 from .runtime import Runtime
@@ -86,7 +87,9 @@ def read(runtime: Runtime, scale: Scale, store: Store, req: Request, opts: ReadO
     check_size(req, opts.dtype, mip)
     codec = get_codec(scale.encoding)  # fails here, not at open, for an unknown encoding
     inside = req.bbox.intersection(scale.bounds) == req.bbox
-    out = (np.empty if inside else np.zeros)(req.out_shape, dtype=opts.dtype, order="F")
+    # prefaulting the output up front pays where reading is CPU-bound; a network read's
+    # threads fault it in while they wait
+    out = allocate(req.out_shape, opts.dtype, zeroed=not inside, runtime=None if store.latency_bound else runtime)
     if out.size == 0:
         return out
     nc = opts.num_channels

@@ -1,0 +1,230 @@
+"""The output array of a read (cloudvolume_lite/output.py): layout, zeros, pickling, freeing,
+the huge-page policy, and full reads into it checked against the truth."""
+
+from __future__ import annotations
+
+import copy
+import gc
+import io
+import mmap
+import pickle
+import re
+import weakref
+
+import numpy as np
+import pytest
+from oracles import fixture_write, random_volume
+
+import cloudvolume_lite as cvl
+from cloudvolume_lite import output
+from cloudvolume_lite.output import (
+    MAPPED_MIN_BYTES,
+    allocate,
+    huge_pages_are_free,
+    mapped_zeros,
+    prefault,
+    thp_mode,
+)
+from cloudvolume_lite.runtime import Runtime
+
+linux_only = pytest.mark.skipif(not output.can_map(), reason="anonymous mappings with madvise are Linux's")
+BIG = (128, 128, 64, 2)  # 4 MiB of uint16: just at the threshold
+
+
+def mapping_of(a: np.ndarray):
+    """The mmap object under an array from :func:`mapped_zeros` (base chain: view -> 1-d -> memoryview)."""
+    base = a
+    while isinstance(base, np.ndarray):
+        base = base.base
+    return base.obj if isinstance(base, memoryview) else base
+
+
+def test_small_outputs_come_from_numpy():
+    for zeroed in (False, True):
+        a = allocate((10, 20, 30, 2), np.dtype(np.uint16), zeroed=zeroed)
+        assert a.flags.owndata and a.flags.f_contiguous and a.shape == (10, 20, 30, 2) and a.dtype == np.uint16
+        if zeroed:
+            assert not a.any()
+
+
+@linux_only
+@pytest.mark.parametrize("dtype", ["uint8", "uint16", "uint64", "float32", ">u4"])
+@pytest.mark.parametrize("zeroed", [False, True])
+def test_large_outputs_are_mapped_zeroed_fortran_and_writeable(dtype, zeroed):
+    shape = (256, 128, 128 // np.dtype(dtype).itemsize, 1)
+    a = allocate(shape, np.dtype(dtype), zeroed=zeroed)
+    assert a.nbytes >= MAPPED_MIN_BYTES and not a.flags.owndata
+    assert a.shape == shape and a.dtype == np.dtype(dtype)
+    assert a.flags.f_contiguous and a.flags.writeable and a.flags.aligned
+    assert not a.any()  # an anonymous mapping starts zero, asked for or not
+    a[3, 4, 5, 0] = 7
+    assert a.reshape(-1, order="F")[3 + 256 * (4 + 128 * 5)] == 7
+
+
+@linux_only
+def test_mapped_output_pickles_saves_and_copies():
+    a = mapped_zeros(BIG, np.dtype(np.uint16))
+    a[...] = np.arange(a.size, dtype=np.uint16).reshape(BIG, order="F")
+    for b in (pickle.loads(pickle.dumps(a)), copy.deepcopy(a), pickle.loads(pickle.dumps(a[:, :, 3:9, 1]))):
+        want = a if b.ndim == 4 else a[:, :, 3:9, 1]
+        assert b.flags.f_contiguous and b.flags.writeable
+        np.testing.assert_array_equal(b, want)
+    buf = io.BytesIO()
+    np.save(buf, a)
+    buf.seek(0)
+    loaded = np.load(buf)
+    assert loaded.flags.f_contiguous
+    np.testing.assert_array_equal(loaded, a)
+    pickle.loads(pickle.dumps(a.base))  # the array's base is an ndarray too, as picklable
+
+
+@linux_only
+def test_mapping_is_released_with_the_last_view():
+    a = mapped_zeros(BIG, np.dtype(np.uint8))
+    gone = weakref.ref(mapping_of(a))
+    view = a[:, :, 10:20]
+    del a
+    gc.collect()
+    assert gone() is not None  # a view keeps the memory alive
+    view[...] = 1
+    del view
+    gc.collect()
+    assert gone() is None
+
+
+@linux_only
+def test_advise_huge_keeps_the_array_usable():
+    a = mapped_zeros(BIG, np.dtype(np.uint64), advise_huge=True)
+    a[...] = 3
+    assert int(a.sum()) == 3 * a.size
+
+
+def resident() -> int:
+    """This process's resident bytes now (Linux)."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * mmap.PAGESIZE
+
+
+@linux_only
+def test_prefault_faults_every_page_in_and_keeps_zeros():
+    runtime = Runtime(4, decode_threads=2)
+    before = resident()
+    a = allocate((1024, 1024, 64, 1), np.dtype(np.uint8), zeroed=False, runtime=runtime)
+    grew = resident() - before
+    if not prefault(a, runtime):
+        pytest.skip("this kernel has no MADV_POPULATE_WRITE (Linux < 5.14)")
+    assert grew >= 48 << 20  # of 64 MiB: the pages are in before anything writes them
+    assert not a.any()
+    a[-1, -1, -1, 0] = 9
+    assert a.reshape(-1, order="F")[-1] == 9
+    runtime.close()
+
+
+@linux_only
+def test_zeroed_outputs_are_not_prefaulted():
+    """A read reaching outside the volume never writes the outside: its pages stay unfaulted."""
+    runtime = Runtime(4, decode_threads=2)
+    before = resident()
+    a = allocate((1024, 1024, 64, 1), np.dtype(np.uint8), zeroed=True, runtime=runtime)
+    assert resident() - before < 16 << 20 and not a.any()
+    runtime.close()
+
+
+@linux_only
+def test_prefault_that_the_kernel_refuses_leaves_a_usable_array(monkeypatch):
+    monkeypatch.setattr(output, "MADV_POPULATE_WRITE", 12345)  # not an advice: EINVAL, as before 5.14
+    runtime = Runtime(2, decode_threads=2)
+    a = allocate(BIG, np.dtype(np.uint16), zeroed=False, runtime=runtime)
+    assert not prefault(a, runtime)
+    a[...] = 4
+    assert int(a.sum()) == 4 * a.size
+    runtime.close()
+
+
+def write_thp(tmp_path, enabled: str, defrag: str):
+    modes = {"enabled": ["always", "madvise", "never"], "defrag": ["always", "defer", "defer+madvise", "madvise", "never"]}
+    for name, chosen in (("enabled", enabled), ("defrag", defrag)):
+        (tmp_path / name).write_text(" ".join(f"[{m}]" if m == chosen else m for m in modes[name]) + "\n")
+    return tmp_path
+
+
+@pytest.mark.parametrize("enabled,defrag,free", [
+    ("madvise", "madvise", False), ("always", "madvise", False), ("always", "defer+madvise", False),
+    ("madvise", "always", False), ("madvise", "defer", True), ("always", "never", True), ("never", "defer", False),
+])
+def test_huge_pages_only_where_they_cannot_stall(tmp_path, enabled, defrag, free):
+    root = write_thp(tmp_path, enabled, defrag)
+    assert thp_mode("defrag", root) == defrag
+    assert huge_pages_are_free(root) is free
+
+
+def test_thp_mode_without_sysfs(tmp_path):
+    assert thp_mode("enabled", tmp_path / "absent") is None
+    (tmp_path / "enabled").write_text("garbage")
+    assert thp_mode("enabled", tmp_path) is None
+    assert not huge_pages_are_free(tmp_path / "absent")
+
+
+def test_without_mappings_outputs_come_from_numpy(monkeypatch):
+    monkeypatch.setattr(output, "can_map", lambda: False)
+    a = allocate(BIG, np.dtype(np.uint16), zeroed=True)
+    assert a.flags.owndata and a.flags.f_contiguous and not a.any()
+
+
+# ------------------------------------------------------------------------------------------
+# full reads into a mapped output, against the truth
+# ------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def big_raw(tmp_path_factory):
+    rng = np.random.default_rng(7)
+    truth = random_volume(BIG, "uint16", rng)
+    path = tmp_path_factory.mktemp("out") / "raw"
+    fixture_write(str(path), truth, offset=(5, -3, 2), chunk=(64, 64, 32))
+    return path, truth
+
+
+@pytest.fixture(scope="module")
+def big_cseg(tmp_path_factory):
+    rng = np.random.default_rng(8)
+    truth = random_volume((128, 128, 64, 1), "uint64", rng, labels=50)
+    path = tmp_path_factory.mktemp("out") / "cseg"
+    fixture_write(str(path), truth, offset=(0, 0, 0), chunk=(64, 64, 32), encoding="compressed_segmentation")
+    return path, truth
+
+
+@linux_only
+def test_full_read_into_a_mapped_output(big_raw, big_cseg):
+    for path, truth in (big_raw, big_cseg):
+        got = cvl.Volume(str(path))[...]
+        assert mapping_of(got) is not None and not got.flags.owndata and got.flags.f_contiguous
+        np.testing.assert_array_equal(got, truth)
+
+
+def test_reads_reaching_outside_are_zero_there(big_raw):
+    path, truth = big_raw
+    vol = cvl.Volume(str(path), bounded=False)
+    lo = vol.bounds.minpt
+    got = vol[lo[0] - 16 : lo[0] + 112, lo[1] : lo[1] + 128, lo[2] - 8 : lo[2] + 64]
+    assert got.shape == (128, 128, 72, 2) and got.nbytes >= MAPPED_MIN_BYTES and got.flags.f_contiguous
+    assert not got[:16].any() and not got[:, :, :8].any()
+    np.testing.assert_array_equal(got[16:, :, 8:], truth[:112])
+
+
+def test_missing_chunks_read_as_zeros(big_raw, tmp_path):
+    import shutil
+
+    path, truth = big_raw
+    copy_ = tmp_path / "holes"
+    shutil.copytree(path, copy_)
+    scale_dir = next(p for p in copy_.iterdir() if p.is_dir())
+    victim = min(scale_dir.iterdir())
+    victim.unlink()
+    got = cvl.Volume(str(copy_), fill_missing=True)[...]
+    (x0, x1), (y0, y1), (z0, z1) = [map(int, re.fullmatch(r"(-?\d+)-(-?\d+)", r).groups())
+                                    for r in victim.name.split("_")]
+    off = (5, -3, 2)
+    hole = (slice(x0 - off[0], x1 - off[0]), slice(y0 - off[1], y1 - off[1]), slice(z0 - off[2], z1 - off[2]))
+    assert not got[hole].any()
+    want = truth.copy()
+    want[hole] = 0
+    np.testing.assert_array_equal(got, want)
