@@ -117,7 +117,8 @@ def main() -> int:
         print(f"{s:8s} {med[s]:8.2f} {runs[s][0]['tasks']:7d} {peak / 2**20:9.0f} {str(exact):>6s} "
               f"{med['dask'] / med[s]:8.2f}")
     common.write_json({"name": "halo", "shape": vol.params["shape"], "sigma": SIGMA, "depth": DEPTH,
-                       "repeats": repeats, "rows": rows, "env": common.environment({})}, "halo.json")
+                       "repeats": repeats, "rows": rows, "env": common.environment({})},
+                      "halo_quick.json" if args.quick else "halo.json")
     return 0 if all(r["exact"] for r in rows if r["system"] != "dask") else 1
 
 
