@@ -28,7 +28,15 @@ from cloudvolume_lite.output import (
 from cloudvolume_lite.runtime import Runtime
 
 linux_only = pytest.mark.skipif(not output.can_map(), reason="anonymous mappings with madvise are Linux's")
-BIG = (128, 128, 64, 2)  # 4 MiB of uint16: just at the threshold
+BIG = (128, 128, 64, 2)  # 4 MiB of uint16: at the (lowered, below) threshold
+SMALL_THRESHOLD = 4 << 20
+
+
+@pytest.fixture(autouse=True)
+def _small_threshold(monkeypatch):
+    """The mapping is tested at 4 MiB rather than at its real 32 MiB threshold, so that the
+    volumes here stay small; test_repeated_mid_size_reads_reuse_memory checks the real one."""
+    monkeypatch.setattr(output, "MAPPED_MIN_BYTES", SMALL_THRESHOLD)
 
 
 def mapping_of(a: np.ndarray):
@@ -53,7 +61,7 @@ def test_small_outputs_come_from_numpy():
 def test_large_outputs_are_mapped_zeroed_fortran_and_writeable(dtype, zeroed):
     shape = (256, 128, 128 // np.dtype(dtype).itemsize, 1)
     a = allocate(shape, np.dtype(dtype), zeroed=zeroed)
-    assert a.nbytes >= MAPPED_MIN_BYTES and not a.flags.owndata
+    assert a.nbytes >= SMALL_THRESHOLD and not a.flags.owndata
     assert a.shape == shape and a.dtype == np.dtype(dtype)
     assert a.flags.f_contiguous and a.flags.writeable and a.flags.aligned
     assert not a.any()  # an anonymous mapping starts zero, asked for or not
@@ -205,7 +213,7 @@ def test_reads_reaching_outside_are_zero_there(big_raw):
     vol = cvl.Volume(str(path), bounded=False)
     lo = vol.bounds.minpt
     got = vol[lo[0] - 16 : lo[0] + 112, lo[1] : lo[1] + 128, lo[2] - 8 : lo[2] + 64]
-    assert got.shape == (128, 128, 72, 2) and got.nbytes >= MAPPED_MIN_BYTES and got.flags.f_contiguous
+    assert got.shape == (128, 128, 72, 2) and got.nbytes >= SMALL_THRESHOLD and got.flags.f_contiguous
     assert not got[:16].any() and not got[:, :, :8].any()
     np.testing.assert_array_equal(got[16:, :, 8:], truth[:112])
 
@@ -228,3 +236,14 @@ def test_missing_chunks_read_as_zeros(big_raw, tmp_path):
     want = truth.copy()
     want[hole] = 0
     np.testing.assert_array_equal(got, want)
+
+
+def test_repeated_mid_size_reads_reuse_memory(monkeypatch) -> None:
+    """Below the real threshold (32 MiB, glibc's largest mmap threshold) outputs come from
+    numpy, so a read after a read may get the freed, already faulted-in memory back: a mapping
+    of its own would fault every page again each time (repeated cseg cutouts ran 2.5x slower)."""
+    monkeypatch.setattr(output, "MAPPED_MIN_BYTES", 32 << 20)
+    a = allocate((150, 150, 150, 1), np.dtype(np.uint64), zeroed=False, runtime=Runtime(2))  # 27 MB
+    assert a.flags.owndata and mapping_of(a) is None
+    b = allocate((256, 256, 64, 1), np.dtype(np.uint64), zeroed=False)  # 32 MiB
+    assert not b.flags.owndata
