@@ -13,21 +13,24 @@ T = TypeVar("T")
 
 
 def run_tasks(task: Callable[[T], Any], items: Sequence[T], *, runtime: Runtime, client: Any = None,
-              progress: Callable[[int, int], None] | None = None) -> int:
+              progress: Callable[[int, int], None] | None = None,
+              on_done: Callable[[Any], None] | None = None) -> int:
     """``task(item)`` for every item; returns how many ran. On ``client``'s workers each item is
     one task (``task`` and the items are pickled: Volumes pickle to their URL, options and
     info); locally they run on ``runtime``'s ``tasks`` lane, ``runtime.parallel`` at a time.
-    ``progress(done, total)`` is called as tasks finish (one call at a time). The first error
-    cancels what has not run and is raised here."""
+    ``progress(done, total)`` and ``on_done(result)`` are called as tasks finish (one call at a
+    time). The first error cancels what has not run and is raised here."""
     total = len(items)
     if client is None:
         done = [0]
         tally = threading.Lock()
 
         def one(item: T) -> None:
-            task(item)
+            result = task(item)
             with tally:
                 done[0] += 1
+                if on_done is not None:
+                    on_done(result)
                 if progress is not None:
                     progress(done[0], total)
 
@@ -39,8 +42,10 @@ def run_tasks(task: Callable[[T], Any], items: Sequence[T], *, runtime: Runtime,
     finished = 0
     try:
         for fut in as_completed(futures):
-            fut.result()  # raises the task's error (or KilledWorker after the cluster's retries)
+            result = fut.result()  # raises the task's error (or KilledWorker after the cluster's retries)
             finished += 1
+            if on_done is not None:
+                on_done(result)
             if progress is not None:
                 progress(finished, total)
     except BaseException:

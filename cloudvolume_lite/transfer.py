@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 from math import prod
 from typing import Any, Callable, Iterator, Sequence
@@ -10,6 +11,7 @@ from .bbox import Bbox
 from .create import build_info, write_info
 from .dask import write_unit
 from .info import Info
+from .jobs import run_tasks
 from .stores import StoreRegistry
 from .volume import Volume
 from .writer import DEFAULT_COMPRESSION
@@ -165,22 +167,17 @@ def copy_units(src: Volume, dst: Volume, block: Bbox, unit: Sequence[int], resum
 def _copy_on_cluster(src: Volume, dst: Volume, blocks: list[Bbox], unit: Sequence[int], total: int, resume: bool,
                      client: Any, progress: Callable[[int, int], None] | None) -> int:
     """:func:`copy_volume`'s blocks as tasks on ``client``'s workers; units written."""
-    from distributed import as_completed
+    counts = [0, 0]  # units done (written or found), units written
 
-    futures = client.map(copy_units, [src] * len(blocks), [dst] * len(blocks), blocks, [tuple(unit)] * len(blocks),
-                         [resume] * len(blocks), pure=False)
-    done = written = 0
-    try:
-        for fut in as_completed(futures):
-            w, skipped = fut.result()
-            done += w + skipped
-            written += w
-            if progress is not None:
-                progress(done, total)
-    except BaseException:
-        client.cancel(futures)
-        raise
-    return written
+    def tally(result: tuple[int, int]) -> None:
+        counts[0] += sum(result)
+        counts[1] += result[0]
+        if progress is not None:
+            progress(counts[0], total)
+
+    task = functools.partial(copy_units, src, dst, unit=tuple(unit), resume=resume)
+    run_tasks(task, blocks, runtime=dst.runtime, client=client, on_done=tally)
+    return counts[1]
 
 
 def as_sharding_arg(sharded: bool, unsharded: bool) -> Any:
