@@ -85,21 +85,42 @@ static const char *decode(const uint32_t *w, Py_ssize_t nwords, int itemsize,
     return NULL;
 }
 
-/* values at chunk-local points xyz (n x 3, int64) into out (n x ncout, C order) */
+/* log2 of v when it is a power of two, else -1 */
+static int exact_log2(Py_ssize_t v) {
+    for (int b = 0; b < 62; b++) if (((Py_ssize_t)1 << b) == v) return b;
+    return -1;
+}
+
+/* v / d, by a shift when d is 2**s (s >= 0): a division costs ~10x a shift, three per point */
+static inline Py_ssize_t quot(Py_ssize_t v, Py_ssize_t d, int s) { return s >= 0 ? v >> s : v / d; }
+
+/* values at chunk-local points into out (n x ncout, C order): given as xyz (n x 3, int64), or,
+   when xyz is NULL, as linear offsets offs (n, uint32) into the chunk's shape, x fastest */
 static const char *points(const uint32_t *w, Py_ssize_t nwords, int itemsize, const Py_ssize_t *shape,
-                          Py_ssize_t nc, const Py_ssize_t *blk, const int64_t *xyz, Py_ssize_t n, char *out) {
+                          Py_ssize_t nc, const Py_ssize_t *blk, const int64_t *xyz, const uint32_t *offs,
+                          Py_ssize_t n, char *out) {
     Py_ssize_t gx = (shape[0] + blk[0] - 1) / blk[0], gy = (shape[1] + blk[1] - 1) / blk[1];
     Py_ssize_t gz = (shape[2] + blk[2] - 1) / blk[2];
-    Py_ssize_t nblocks = gx * gy * gz, wpv = itemsize / 4;
+    Py_ssize_t nblocks = gx * gy * gz, wpv = itemsize / 4, plane = shape[0] * shape[1];
+    int s0 = exact_log2(blk[0]), s1 = exact_log2(blk[1]), s2 = exact_log2(blk[2]);
+    int e0 = exact_log2(shape[0]), e01 = exact_log2(plane);
     for (Py_ssize_t c = 0; c < nc; c++) {
         const uint32_t *ch;
         Py_ssize_t clen;
         const char *err = channel(w, nwords, nc, c, nblocks, &ch, &clen);
         if (err) return err;
         for (Py_ssize_t i = 0; i < n; i++) {
-            int64_t x = xyz[3 * i], y = xyz[3 * i + 1], z = xyz[3 * i + 2];
+            int64_t x, y, z;
+            if (xyz) { x = xyz[3 * i]; y = xyz[3 * i + 1]; z = xyz[3 * i + 2]; }
+            else {
+                Py_ssize_t o = offs[i];
+                z = quot(o, plane, e01);
+                Py_ssize_t xy = o - z * plane;
+                y = quot(xy, shape[0], e0);
+                x = xy - y * shape[0];
+            }
             if (x < 0 || y < 0 || z < 0 || x >= shape[0] || y >= shape[1] || z >= shape[2]) return "point outside the chunk";
-            Py_ssize_t bx = x / blk[0], by = y / blk[1], bz = z / blk[2];
+            Py_ssize_t bx = quot(x, blk[0], s0), by = quot(y, blk[1], s1), bz = quot(z, blk[2], s2);
             Py_ssize_t b = bx + gx * (by + gy * bz);
             uint32_t h0 = ch[2 * b], h1 = ch[2 * b + 1], bits = h0 >> 24;
             Py_ssize_t table = h0 & 0xFFFFFF, values = h1 & 0xFFFFFF;
@@ -201,8 +222,8 @@ static PyObject *lookup_points(PyObject *self, PyObject *args) {
         goto done;
     }
     Py_BEGIN_ALLOW_THREADS
-    err = points((const uint32_t *)data.buf, data.len / 4, itemsize, shape, nc, blk, (const int64_t *)xyz.buf, n,
-                 (char *)out.buf);
+    err = points((const uint32_t *)data.buf, data.len / 4, itemsize, shape, nc, blk, (const int64_t *)xyz.buf, NULL,
+                 n, (char *)out.buf);
     Py_END_ALLOW_THREADS
     if (err) {
         PyErr_SetString(PyExc_ValueError, err);
@@ -217,6 +238,40 @@ done:
     return result;
 }
 
+
+/* lookup_offsets(data, itemsize, shape, nc, block, offsets, out): lookup_points for points given
+   as linear offsets (uint32, x fastest) into the chunk's shape */
+static PyObject *lookup_offsets(PyObject *self, PyObject *args) {
+    Py_buffer data, offs, out;
+    int itemsize;
+    Py_ssize_t nc, shape[3], blk[3];
+    PyObject *shape_o, *blk_o, *result = NULL;
+    const char *err = NULL;
+    if (!PyArg_ParseTuple(args, "y*iOnOy*w*", &data, &itemsize, &shape_o, &nc, &blk_o, &offs, &out)) return NULL;
+    if (triple(shape_o, shape, 3) || triple(blk_o, blk, 3)) goto done;
+    Py_ssize_t n = offs.len / (Py_ssize_t)sizeof(uint32_t);
+    if ((itemsize != 4 && itemsize != 8) || data.len % 4 || nc < 1 || offs.len % sizeof(uint32_t) ||
+        out.len < n * nc * itemsize || blk[0] < 1 || blk[1] < 1 || blk[2] < 1 || shape[0] < 1 || shape[1] < 1 ||
+        shape[2] < 1) {
+        PyErr_SetString(PyExc_ValueError, "bad arguments");
+        goto done;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    err = points((const uint32_t *)data.buf, data.len / 4, itemsize, shape, nc, blk, NULL, (const uint32_t *)offs.buf,
+                 n, (char *)out.buf);
+    Py_END_ALLOW_THREADS
+    if (err) {
+        PyErr_SetString(PyExc_ValueError, err);
+        goto done;
+    }
+    result = Py_None;
+    Py_INCREF(result);
+done:
+    PyBuffer_Release(&data);
+    PyBuffer_Release(&offs);
+    PyBuffer_Release(&out);
+    return result;
+}
 
 /* ---- encoding ------------------------------------------------------------------------------ */
 
@@ -382,10 +437,105 @@ done:
     return result;
 }
 
+/* ---- grouping points by chunk (for scattered point reads) --------------------------------- */
+
+typedef struct {
+    uint64_t lo[3], size[3], chunk[3], grid[3];
+    int shift[3];  /* log2 of a power-of-two chunk side, else -1 */
+    Py_ssize_t nchunks;
+} Grid;
+
+/* the linear chunk index (x fastest) of point p, nchunks when it is outside; *local gets its
+   chunk-local offset with a full chunk's strides. Unsigned arithmetic: a point below the
+   volume wraps past any size, and nothing overflows. */
+static inline Py_ssize_t locate_point(const Grid *g, const int64_t *p, uint32_t *local) {
+    uint64_t cell = 0, off = 0, gs = 1, cs = 1;
+    for (int a = 0; a < 3; a++) {
+        uint64_t r = (uint64_t)p[a] - g->lo[a], q, m;
+        if (r >= g->size[a]) { *local = 0; return g->nchunks; }
+        if (g->shift[a] >= 0) { q = r >> g->shift[a]; m = r & (g->chunk[a] - 1); }
+        else { q = r / g->chunk[a]; m = r - q * g->chunk[a]; }
+        cell += q * gs; off += m * cs;
+        gs *= g->grid[a]; cs *= g->chunk[a];
+    }
+    *local = (uint32_t)off;
+    return (Py_ssize_t)cell;
+}
+
+/* group_points(pts, lo, size, chunk, grid, order, offsets, counts): a counting sort of the
+   points ((N, 3) int64) by chunk. counts (nchunks + 1 int64) gets the points per chunk, the
+   last entry those outside; order (N int64) the point indices chunk by chunk, ascending within
+   one; offsets (N uint32) their chunk-local offsets in the same order. */
+static PyObject *group_points(PyObject *self, PyObject *args) {
+    Py_buffer pts, order, offsets, counts;
+    PyObject *lo_o, *size_o, *chunk_o, *grid_o, *result = NULL;
+    Py_ssize_t lo[3], size[3], chunk[3], grid[3];
+    int64_t *cursor = NULL;
+    if (!PyArg_ParseTuple(args, "y*OOOOw*w*w*", &pts, &lo_o, &size_o, &chunk_o, &grid_o, &order, &offsets, &counts))
+        return NULL;
+    if (triple(lo_o, lo, 3) || triple(size_o, size, 3) || triple(chunk_o, chunk, 3) || triple(grid_o, grid, 3))
+        goto done;
+    Grid g;
+    g.nchunks = 1;
+    uint64_t cvox = 1;
+    int bad = 0;
+    for (int a = 0; a < 3; a++) {
+        if (size[a] < 1 || chunk[a] < 1 || grid[a] != (size[a] + chunk[a] - 1) / chunk[a]) bad = 1;
+        g.lo[a] = (uint64_t)lo[a]; g.size[a] = (uint64_t)size[a];
+        g.chunk[a] = (uint64_t)chunk[a]; g.grid[a] = (uint64_t)grid[a];
+        g.shift[a] = exact_log2(chunk[a]);
+        if (!bad) { g.nchunks *= grid[a]; cvox *= (uint64_t)chunk[a]; }
+    }
+    Py_ssize_t n = pts.len / (3 * (Py_ssize_t)sizeof(int64_t));
+    if (bad || cvox > ((uint64_t)1 << 32) || pts.len % (3 * sizeof(int64_t)) ||
+        order.len != n * (Py_ssize_t)sizeof(int64_t) || offsets.len != n * (Py_ssize_t)sizeof(uint32_t) ||
+        counts.len != (g.nchunks + 1) * (Py_ssize_t)sizeof(int64_t)) {
+        PyErr_SetString(PyExc_ValueError, "bad arguments");
+        goto done;
+    }
+    cursor = PyMem_RawMalloc((g.nchunks + 1) * sizeof(int64_t));
+    if (!cursor) { PyErr_NoMemory(); goto done; }
+    int changed = 0;
+    Py_BEGIN_ALLOW_THREADS
+    const int64_t *p = (const int64_t *)pts.buf;
+    int64_t *end = (int64_t *)counts.buf, *ord = (int64_t *)order.buf;
+    uint32_t *loc = (uint32_t *)offsets.buf, local;
+    memset(end, 0, (g.nchunks + 1) * sizeof(int64_t));
+    for (Py_ssize_t i = 0; i < n; i++) end[locate_point(&g, p + 3 * i, &local)]++;
+    int64_t at = 0;
+    for (Py_ssize_t c = 0; c <= g.nchunks; c++) { cursor[c] = at; at += end[c]; end[c] = at; }
+    /* each chunk's slots end where the next one's begin: a point moved by another thread
+       between the passes cannot write past them */
+    for (Py_ssize_t i = 0; i < n && !changed; i++) {
+        Py_ssize_t c = locate_point(&g, p + 3 * i, &local);
+        if (cursor[c] >= end[c]) { changed = 1; break; }
+        int64_t pos = cursor[c]++;
+        ord[pos] = i;
+        loc[pos] = local;
+    }
+    for (Py_ssize_t c = g.nchunks; c > 0; c--) end[c] -= end[c - 1];  /* back to counts */
+    Py_END_ALLOW_THREADS
+    if (changed) {
+        PyErr_SetString(PyExc_ValueError, "the points changed while they were grouped");
+        goto done;
+    }
+    result = Py_None;
+    Py_INCREF(result);
+done:
+    PyMem_RawFree(cursor);
+    PyBuffer_Release(&pts);
+    PyBuffer_Release(&order);
+    PyBuffer_Release(&offsets);
+    PyBuffer_Release(&counts);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"encode", encode, METH_VARARGS, "Encode a Fortran-order (x, y, z, c) uint32/uint64 array as compressed_segmentation."},
     {"lookup_points", lookup_points, METH_VARARGS, "Values at points of a compressed_segmentation chunk."},
+    {"lookup_offsets", lookup_offsets, METH_VARARGS, "Values at linear voxel offsets of a compressed_segmentation chunk."},
     {"decode_into", decode_into, METH_VARARGS, "Decode a window of a compressed_segmentation chunk into an output."},
+    {"group_points", group_points, METH_VARARGS, "Group points by chunk: a counting sort (for point reads)."},
     {NULL, NULL, 0, NULL}};
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_cseg", NULL, -1, methods};

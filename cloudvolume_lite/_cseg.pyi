@@ -44,5 +44,31 @@ def lookup_points(
 ) -> None:
     """Values at chunk-local points ``xyz`` ((N, 3) int64, C order) into ``out`` ((N, nc), C order)."""
 
+def lookup_offsets(
+    data: Buffer,
+    itemsize: int,
+    shape: Sequence[int],
+    nc: int,
+    block: Sequence[int],
+    offsets: Buffer,
+    out: Buffer,
+    /,
+) -> None:
+    """Values at linear voxel offsets ``offsets`` ((N,) uint32, x fastest) into ``out`` ((N, nc), C order)."""
+
+def group_points(
+    pts: Buffer,
+    lo: Sequence[int],
+    size: Sequence[int],
+    chunk: Sequence[int],
+    grid: Sequence[int],
+    order: Buffer,
+    offsets: Buffer,
+    counts: Buffer,
+    /,
+) -> None:
+    """Counting-sort points ((N, 3) int64) by chunk: ``counts`` (nchunks + 1 int64, the last
+    outside the volume), ``order`` (N int64) and ``offsets`` (N uint32, chunk-local)."""
+
 def encode(array: Buffer, block: Sequence[int], /) -> bytes:
     """Encode a 4-D (x, y, z, c) uint32/uint64 array of any strides as compressed_segmentation."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import sys
 from collections.abc import Sequence
 from types import ModuleType
 
@@ -18,6 +19,7 @@ import numpy as np
 
 EXTENSION = "cloudvolume_lite._cseg"
 DISABLE_ENV = "CVL_NO_C_EXT"
+_ABSENT = object()
 
 
 def disabled_by_env() -> bool:
@@ -28,6 +30,9 @@ def disabled_by_env() -> bool:
 def _load() -> ModuleType | None:
     if disabled_by_env():
         return None
+    loaded = sys.modules.get(EXTENSION, _ABSENT)  # asked per chunk: a dict lookup, not an import
+    if loaded is not _ABSENT:
+        return loaded  # type: ignore[return-value]  # None when planted there to hide the extension
     try:
         # import_module (not ``from .. import``) honours a None planted in sys.modules
         return importlib.import_module(EXTENSION)
@@ -101,6 +106,55 @@ def lookup_points(
     )
 
 
+def lookup_offsets(
+    *,
+    data: bytes,
+    itemsize: int,
+    chunk_shape: Sequence[int],
+    num_channels: int,
+    block_size: Sequence[int],
+    offsets: np.ndarray,
+    out: np.ndarray,
+) -> None:
+    """:func:`lookup_points` for points given as linear offsets ((N,) C-contiguous uint32, x
+    fastest) into a chunk of shape ``chunk_shape``: no (N, 3) coordinates to build."""
+    if offsets.dtype != np.uint32 or not offsets.flags.c_contiguous or not out.flags.c_contiguous:
+        raise ValueError("offsets must be C-contiguous uint32 and out C-contiguous")
+    _ext().lookup_offsets(
+        data, int(itemsize), [int(v) for v in chunk_shape], int(num_channels), [int(v) for v in block_size],
+        offsets, out,
+    )
+
+
+def group_points(
+    *,
+    pts: np.ndarray,
+    voxel_offset: Sequence[int],
+    size: Sequence[int],
+    chunk_size: Sequence[int],
+    grid_size: Sequence[int],
+    order: np.ndarray,
+    offsets: np.ndarray,
+    counts: np.ndarray,
+) -> None:
+    """Group ``pts`` ((N, 3) C-contiguous int64, global voxel coordinates) by chunk: a counting sort.
+
+    ``counts`` ((prod(grid_size) + 1,) int64) gets each chunk's number of points (x fastest),
+    the last entry those outside the volume; ``order`` ((N,) int64) the point indices chunk by
+    chunk, ascending within one, outside points last; ``offsets`` ((N,) uint32, same order) their
+    chunk-local offsets with a full chunk's strides. Releases the GIL. Raises ``ValueError`` when
+    the buffers do not fit (or a chunk holds 2**32 voxels or more), ``ImportError`` when the
+    extension is not available.
+    """
+    if pts.dtype != np.int64 or not pts.flags.c_contiguous or pts.ndim != 2 or pts.shape[1] != 3:
+        raise ValueError("pts must be (N, 3) C-contiguous int64")
+    for name, arr, dt in (("order", order, np.int64), ("offsets", offsets, np.uint32), ("counts", counts, np.int64)):
+        if arr.dtype != dt or not arr.flags.c_contiguous:
+            raise ValueError(f"{name} must be C-contiguous {np.dtype(dt).name}")
+    _ext().group_points(pts, [int(v) for v in voxel_offset], [int(v) for v in size], [int(v) for v in chunk_size],
+                        [int(v) for v in grid_size], order, offsets, counts)
+
+
 def encode(*, array: np.ndarray, block_size: Sequence[int]) -> bytes:
     """The compressed_segmentation bytes of a 4-D (x, y, z, c) uint32/uint64 array (any strides).
 
@@ -111,4 +165,5 @@ def encode(*, array: np.ndarray, block_size: Sequence[int]) -> bytes:
     return _ext().encode(array, [int(v) for v in block_size])
 
 
-__all__ = ["DISABLE_ENV", "EXTENSION", "available", "decode_into", "disabled_by_env", "encode", "lookup_points"]
+__all__ = ["DISABLE_ENV", "EXTENSION", "available", "decode_into", "disabled_by_env", "encode", "group_points",
+           "lookup_offsets", "lookup_points"]

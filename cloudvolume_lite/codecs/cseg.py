@@ -184,18 +184,29 @@ def _encode_library(arr: np.ndarray, spec: ChunkSpec, block) -> bytes:
     return np.asarray(offsets, dtype="<u4").tobytes() + b"".join(parts)
 
 
-def _lookup_c(data: bytes, spec: ChunkSpec, xyz: np.ndarray) -> np.ndarray | None:
-    """Values at chunk-local points via the C decoder, or None when it is unavailable."""
-    if not _cseg_api.available():
-        return None
+def _lookup_c(data: bytes, spec: ChunkSpec, xyz: np.ndarray | None, offsets: np.ndarray | None = None
+              ) -> np.ndarray | None:
+    """Values at chunk-local points (``xyz``, else linear ``offsets``) via the C decoder, or None
+    when it is unavailable (asked once, by the call: this runs once per chunk)."""
     _check_dtype(spec)
-    pts = np.ascontiguousarray(xyz, dtype=np.int64).reshape(-1, 3)
-    out = np.empty((len(pts), spec.shape[3]), dtype=spec.dtype)
+    args = {"data": data, "itemsize": spec.dtype.itemsize, "chunk_shape": spec.shape[:3],
+            "num_channels": spec.shape[3], "block_size": _block_size(spec)}
+    if xyz is None:
+        offsets = np.asarray(offsets)
+        if offsets.dtype != np.uint32:  # the C code checks each offset against the chunk, once 32-bit
+            if len(offsets) and (offsets.min() < 0 or offsets.max() >= np.prod(spec.shape[:3])):
+                raise spec.error("a point lies outside the chunk")
+            offsets = offsets.astype(np.uint32)
+        args["offsets"] = np.ascontiguousarray(offsets)
+        lookup, n = _cseg_api.lookup_offsets, len(offsets)
+    else:
+        args["xyz"] = pts = np.ascontiguousarray(xyz, dtype=np.int64).reshape(-1, 3)
+        lookup, n = _cseg_api.lookup_points, len(pts)
+    out = np.empty((n, spec.shape[3]), dtype=spec.dtype)
     try:
-        _cseg_api.lookup_points(
-            data=data, itemsize=spec.dtype.itemsize, chunk_shape=spec.shape[:3], num_channels=spec.shape[3],
-            block_size=_block_size(spec), xyz=pts, out=out,
-        )
+        lookup(**args, out=out)  # type: ignore[operator]
+    except ImportError:  # not built, hidden, or turned off by CVL_NO_C_EXT
+        return None
     except ValueError as e:
         raise spec.error(str(e)) from None
     return out
@@ -211,6 +222,19 @@ def decode_points(data: bytes, spec: ChunkSpec, xyz: np.ndarray) -> np.ndarray:
     if fast is not None:
         return fast
     _fallback()
+    return points_numpy(data, spec, xyz)
+
+
+def decode_offsets(data: bytes, spec: ChunkSpec, offsets: np.ndarray) -> np.ndarray:
+    """:func:`decode_points` for points given as linear offsets (N,) into the chunk's shape, x
+    fastest (what grouping points by chunk gives, without building (N, 3) coordinates)."""
+    fast = _lookup_c(data, spec, None, offsets)
+    if fast is not None:
+        return fast
+    _fallback()
+    ex, ey, _, _ = spec.shape
+    offsets = np.asarray(offsets, dtype=np.int64)
+    xyz = np.stack([offsets % ex, (offsets // ex) % ey, offsets // (ex * ey)], axis=1)
     return points_numpy(data, spec, xyz)
 
 
