@@ -30,6 +30,7 @@ from cloudvolume_lite.runtime import Runtime
 linux_only = pytest.mark.skipif(not output.can_map(), reason="anonymous mappings with madvise are Linux's")
 BIG = (128, 128, 64, 2)  # 4 MiB of uint16: at the (lowered, below) threshold
 SMALL_THRESHOLD = 4 << 20
+REAL_HUGE_PAGES_NOW = output.huge_pages_now
 
 
 @pytest.fixture(autouse=True)
@@ -37,6 +38,7 @@ def _small_threshold(monkeypatch):
     """The mapping is tested at 4 MiB rather than at its real 32 MiB threshold, so that the
     volumes here stay small; test_repeated_mid_size_reads_reuse_memory checks the real one."""
     monkeypatch.setattr(output, "MAPPED_MIN_BYTES", SMALL_THRESHOLD)
+    monkeypatch.setattr(output, "huge_pages_now", lambda nbytes: False)  # as on a fragmented machine
 
 
 def mapping_of(a: np.ndarray):
@@ -247,3 +249,17 @@ def test_repeated_mid_size_reads_reuse_memory(monkeypatch) -> None:
     assert a.flags.owndata and mapping_of(a) is None
     b = allocate((256, 256, 64, 1), np.dtype(np.uint64), zeroed=False)  # 32 MiB
     assert not b.flags.owndata
+
+
+def test_numpy_allocates_while_free_huge_blocks_abound(tmp_path, monkeypatch) -> None:
+    """The mapping is only for when huge pages would need compaction: the free huge blocks of
+    /proc/buddyinfo (orders 9 and 10) decide."""
+    info = tmp_path / "buddyinfo"
+    info.write_text("Node 0, zone   Normal   6004   4243  16586  30297  22863  12463   5057   2518   1135     66    278\n")
+    assert output.free_huge_bytes(info) == (66 * 512 + 278 * 1024) * mmap.PAGESIZE
+    assert output.free_huge_bytes(tmp_path / "absent") is None
+    monkeypatch.setattr(output, "huge_pages_now", REAL_HUGE_PAGES_NOW)
+    monkeypatch.setattr(output, "huge_pages_are_free", lambda: False)
+    monkeypatch.setattr(output, "thp_mode", lambda name: "madvise")
+    monkeypatch.setattr(output, "free_huge_bytes", lambda: 100 << 20)
+    assert output.huge_pages_now(40 << 20) and not output.huge_pages_now(60 << 20)
