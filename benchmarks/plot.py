@@ -2,7 +2,9 @@
 
 Each row is one benchmark line; bars show each system's speed relative to the fastest system
 on that line (1.0 = fastest), so lines of very different sizes share one axis. TensorStore
-appears twice, in C order ("ts") and Fortran order ("ts F"), where a result has both. Pillow only.
+appears twice, in C order ("ts") and Fortran order ("ts F"), where a result has both. Where a
+result measured the floor (bench_floor's cold reads, bench_http), the floor is a bar of its own,
+counted like a system: a system can beat it. Pillow only.
 
     python benchmarks/plot.py [--results benchmarks/results] [--out docs/benchmarks.png]
 """
@@ -17,8 +19,10 @@ from pathlib import Path
 from PIL import Image, ImageDraw
 
 ROOT = Path(__file__).resolve().parent.parent
-COLORS = {"cvl": (31, 119, 180), "cv": (255, 127, 14), "ts F": (44, 160, 44), "ts": (152, 223, 138)}
-NAMES = {"cvl": "cloudvolume-lite", "cv": "CloudVolume", "ts F": "TensorStore, F order", "ts": "TensorStore, C order"}
+COLORS = {"cvl": (31, 119, 180), "cv": (255, 127, 14), "ts F": (44, 160, 44), "ts": (152, 223, 138),
+          "floor": (140, 140, 140)}
+NAMES = {"cvl": "cloudvolume-lite", "cv": "CloudVolume", "ts F": "TensorStore, F order", "ts": "TensorStore, C order",
+         "floor": "floor (bare read + decode)"}
 SYSTEMS = tuple(COLORS)  # drawn in this order; others (cvl p32, ...) are left out
 
 
@@ -38,9 +42,12 @@ def rows(results: Path = ROOT / "docs" / "results") -> list[tuple[str, dict[str,
     d = _load(results, "points.json")
     for name, ms in (d or {}).get("cold_ms", {}).items():
         out.append((f"10k points: {name}", {s: 1000.0 / v for s, v in ms.items() if v and s in SYSTEMS}))
+    out += floor_rows(_load(results, "floor.json"))
     d = _load(results, "http.json")
     for name, rate in (d or {}).get("mb_per_s", {}).items():
-        out.append((f"HTTP 20 ms: {name}", {s: rate[s] for s in SYSTEMS if rate.get(s)}))
+        speeds = {s: rate[s] for s in SYSTEMS if rate.get(s)}
+        floor = ((d or {}).get("floor") or {}).get(name, {}).get("mb_per_s")
+        out.append((f"HTTP 20 ms: {name}", {**speeds, **({"floor": floor} if floor else {})}))
     d = _load(results, "write.json")
     for name, line in (d or {}).get("lines", {}).items():
         if "gzip" not in name:  # TensorStore cannot gzip unsharded chunks: only like-for-like lines
@@ -48,19 +55,38 @@ def rows(results: Path = ROOT / "docs" / "results") -> list[tuple[str, dict[str,
     return out
 
 
+def floor_rows(d: dict | None) -> list[tuple[str, dict[str, float]]]:
+    """Cold one-shot reads from floor.json: the systems and, as "floor", the volume's fastest floor."""
+    out = []
+    for v in (d or {}).get("volumes", []):
+        sysd = v.get("systems", {})
+        speeds = {s: r["mb_per_s"] for s, r in sysd.items() if s in SYSTEMS and r.get("mb_per_s")}
+        ref = (sysd.get(v.get("floor") or "") or {}).get("mb_per_s")
+        if ref:
+            speeds["floor"] = ref  # the reference floor replaces the variant named "floor"
+        size = v.get("out_bytes", 0)
+        shown = f"{size / 2**30:g} GiB" if size >= 2**30 else f"{size / 1e6:.0f} MB"
+        out.append((f"cold read, fresh process: {v.get('label')} ({shown})", speeds))
+    return out
+
+
 def draw(data: list[tuple[str, dict[str, float]]], out: Path) -> None:
-    label_w, bar_w, row_h, bar_h, top = 430, 420, 56, 12, 50
-    img = Image.new("RGB", (max(label_w + bar_w + 60, 10 + 190 * len(SYSTEMS)), top + row_h * len(data) + 20), "white")
+    bar_h = 12
+    label_w, bar_w, row_h, top = 430, 420, bar_h * len(SYSTEMS) + 8, 50
+    img = Image.new("RGB", (max(label_w + bar_w + 60, 10 + 200 * len(SYSTEMS)), top + row_h * len(data) + 20), "white")
     g = ImageDraw.Draw(img)
-    g.text((10, 10), "Speed relative to the fastest system on each line (1.0 = fastest); 2-core VM", fill="black")
+    g.text((10, 10), "Speed relative to the fastest bar on each line (1.0 = fastest; the floor counts as a bar); "
+           "2-core VM", fill="black")
     x = 10
     for s in SYSTEMS:
         g.rectangle([x, 28, x + 12, 38], fill=COLORS[s])
         g.text((x + 16, 27), NAMES[s], fill="black")
-        x += 190
+        x += 200
     for i, (label, speeds) in enumerate(data):
         y = top + i * row_h
         g.text((10, y + 14), label[:64], fill="black")
+        if not speeds:
+            continue  # every system failed on this line: an empty row, not a crash
         best = max(speeds.values())
         for j, s in enumerate(SYSTEMS):
             if s not in speeds:

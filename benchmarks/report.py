@@ -6,13 +6,17 @@ from the committed results in docs/results/*.json. No benchmark runs here.
     python benchmarks/report.py --check     # exit 1 if README.md or docs/benchmarks.md differ from the JSON
 
 Generated text sits between marker comments (``<!-- begin:NAME -->`` ... ``<!-- end:NAME -->``):
-``read``, ``points``, ``http`` and ``behind`` in docs/benchmarks.md, ``speed`` in README.md.
+``read``, ``points``, ``http``, ``floor``, ``points_scale``, ``halo``, ``cluster`` and ``behind``
+in docs/benchmarks.md, ``speed`` in README.md (the four newer sections come from report_more.py).
 Everything outside the markers is left alone. tests/test_docs.py fails when the two files
 differ from what this script would write.
 
 Which files count: ``read.json`` (bench_read.py), ``read_sharded.json`` (--sharded),
-``points.json`` (bench_points.py) and ``http*.json`` (bench_http.py; one table per server kind:
-``http.json`` async, ``http_threaded.json``, ``http_stdlib.json``). ``*_quick.json`` never counts.
+``points.json`` (bench_points.py), ``points_scale.json`` (--scales), ``floor.json``
+(bench_floor.py), ``halo.json`` (bench_halo.py), ``cluster.json`` (bench_cluster.py) and
+``http*.json`` (bench_http.py; one table per server kind and latency: ``http.json`` async at
+20 ms, ``http_0ms.json`` ..., ``http_threaded.json``, ``http_stdlib.json``). ``*_quick.json``
+never counts.
 """
 
 from __future__ import annotations
@@ -22,25 +26,27 @@ import json
 import re
 import shutil
 import sys
-import textwrap
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
+import report_more  # noqa: E402
+from report_more import (  # noqa: E402
+    LABELS,
+    LEVEL,
+    date_of,
+    fmt_range,
+    fmt_rate,
+    fmt_ratio,
+    md_table,
+    plural,
+    rev_of,
+    wrap,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
-LEVEL = 0.05  # a ratio within 1 ± LEVEL is "level"; above is ahead, below is behind
-
-#: column labels for system names
-LABELS: dict[str, str] = {
-    "cvl": "cvl",
-    "cv": "CloudVolume",
-    "ts": "TensorStore, C order",
-    "ts F": "TensorStore, F order",
-    "cvl p32": "cvl, parallel=32",
-    "cvl p64": "cvl, parallel=64",
-}
 #: labels for the ratio columns
 RATIO_LABELS: dict[str, str] = {
     "cvl/cv": "vs cv",
@@ -48,14 +54,7 @@ RATIO_LABELS: dict[str, str] = {
     "cvl/best": "**vs best**",
     "cvl/ts": "vs ts C",
 }
-#: bench_http's volume names -> what they hold
-HTTP_VOLUMES: dict[str, str] = {
-    "A-raw-uint8": "raw uint8 1024×1024×128",
-    "A-raw-uint8-gzip-files": "the same, chunk files gzip'd (as CloudVolume writes)",
-    "B-cseg-uint64": "cseg uint64 512×512×128",
-    "C-sharded-raw-gzip-uint8": "raw uint8, sharded",
-    "D-sharded-cseg-uint64": "cseg, sharded",
-}
+HTTP_VOLUMES = report_more.VOLUMES
 #: bench_http's server kinds -> a description; the file each comes from is http[_KIND].json
 HTTP_SERVERS: dict[str, str] = {
     "async": "the default asyncio benchmark server (`latency_server.py`)",
@@ -63,6 +62,9 @@ HTTP_SERVERS: dict[str, str] = {
     "stdlib": "Python's `http.server` (no Range requests: no sharded volumes)",
 }
 SYSTEM_ORDER: tuple[str, ...] = ("cvl", "cv", "ts F", "ts", "cvl p32", "cvl p64")
+#: the result files with one fixed name each, in the order they are loaded
+FIXED_NAMES: tuple[str, ...] = ("read.json", "read_sharded.json", "points.json", "points_scale.json", "floor.json",
+                                "halo.json", "cluster.json")
 
 
 # ------------------------------------------------------------------------------------------
@@ -74,8 +76,8 @@ def results_dir(root: Path = ROOT) -> Path:
 
 
 def committed_names(directory: Path) -> list[str]:
-    """The result files that count, in a fixed order: read, read_sharded, points, http*."""
-    fixed = [n for n in ("read.json", "read_sharded.json", "points.json") if (directory / n).exists()]
+    """The result files that count: :data:`FIXED_NAMES` present, then http*.json (never ``*_quick``)."""
+    fixed = [n for n in FIXED_NAMES if (directory / n).exists()]
     http = sorted(p.name for p in directory.glob("http*.json") if not p.stem.endswith("_quick"))
     return fixed + http
 
@@ -85,11 +87,23 @@ def load(directory: Path) -> dict[str, dict]:
     return {n: json.loads((directory / n).read_text()) for n in committed_names(directory)}
 
 
+def run_time(path: Path) -> str:
+    """The ``env.time`` a result file records ("" when none, or no file)."""
+    try:
+        return (json.loads(path.read_text()).get("env") or {}).get("time") or ""
+    except (OSError, ValueError):
+        return ""
+
+
 def collect(src: Path, dst: Path) -> list[str]:
-    """Copy the non-quick results in ``src`` (benchmarks/results) to ``dst`` (docs/results)."""
+    """Copy the non-quick results in ``src`` (benchmarks/results) to ``dst`` (docs/results), except
+    where ``dst`` holds a later run of the same file (copied in by hand from elsewhere)."""
     dst.mkdir(parents=True, exist_ok=True)
     copied = []
     for name in committed_names(src):
+        if run_time(dst / name) > run_time(src / name):
+            print(f"[report] kept docs/results/{name}: it is a later run than benchmarks/results/{name}")
+            continue
         shutil.copyfile(src / name, dst / name)
         copied.append(name)
     return copied
@@ -98,32 +112,6 @@ def collect(src: Path, dst: Path) -> list[str]:
 # ------------------------------------------------------------------------------------------
 # formatting
 # ------------------------------------------------------------------------------------------
-def fmt_rate(x: float | None) -> str:
-    """MB/s or ms: no decimals from 100 up, one below."""
-    if x is None:
-        return "—"
-    return f"{x:.0f}" if x >= 100 else f"{x:.1f}"
-
-
-def fmt_ratio(x: float | None) -> str:
-    """A speed ratio: two decimals below 10, none from 10 up."""
-    if x is None:
-        return "—"
-    return f"{x:.0f}" if x >= 10 else f"{x:.2f}"
-
-
-def fmt_range(values: Sequence[float]) -> str:
-    """``"0.62–2.04×"`` (or one figure when all round alike)."""
-    lo, hi = fmt_ratio(min(values)), fmt_ratio(max(values))
-    return f"{lo}×" if lo == hi else f"{lo}–{hi}×"
-
-
-def md_table(head: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
-    out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    out += ["| " + " | ".join(r) + " |" for r in rows]
-    return "\n".join(out)
-
-
 def present_systems(rates: Iterable[dict[str, Any]]) -> list[str]:
     """The systems that appear in any of ``rates``, in :data:`SYSTEM_ORDER` (unknown ones last)."""
     seen: list[str] = []
@@ -137,24 +125,6 @@ def present_systems(rates: Iterable[dict[str, Any]]) -> list[str]:
 def ratio_keys(systems: Sequence[str]) -> list[str]:
     """Ratio columns for ``systems``: :func:`common.ratio_names` (cvl/ts F only when ts F ran)."""
     return common.ratio_names(list(systems))
-
-
-def plural(n: int, word: str) -> str:
-    """``"1 volume"``, ``"4 volumes"``."""
-    return f"{n} {word}" + ("" if n == 1 else "s")
-
-
-def wrap(text: str, width: int = 96) -> str:
-    return textwrap.fill(text, width=width, break_on_hyphens=False, break_long_words=False)
-
-
-def date_of(obj: dict) -> str:
-    t = (obj.get("env") or {}).get("time")
-    return t[:10] if t else "an unrecorded date"
-
-
-def rev_of(obj: dict) -> str:
-    return (obj.get("env") or {}).get("git") or "an unrecorded revision"
 
 
 # ------------------------------------------------------------------------------------------
@@ -263,46 +233,82 @@ def points_section(results: dict[str, dict]) -> str:
 # HTTP
 # ------------------------------------------------------------------------------------------
 def http_results(results: dict[str, dict]) -> list[tuple[str, dict]]:
-    """(server kind, JSON) for every http*.json, async first, then threaded, stdlib, others."""
+    """(server kind, JSON) for every http*.json: async first, then threaded, stdlib, others; by latency."""
     found = [(d.get("server", "async"), d) for n, d in results.items() if n.startswith("http")]
     order = {k: i for i, k in enumerate(HTTP_SERVERS)}
-    return sorted(found, key=lambda kd: (order.get(kd[0], len(order)), kd[0]))
+    return sorted(found, key=lambda kd: (order.get(kd[0], len(order)), kd[0], kd[1].get("latency_s") or 0.0))
+
+
+def http_headline(results: dict[str, dict]) -> tuple[str, dict] | None:
+    """The HTTP result the README quotes: http.json (20 ms, async) if committed, else the first."""
+    if "http.json" in results:
+        d = results["http.json"]
+        return d.get("server", "async"), d
+    found = http_results(results)
+    return found[0] if found else None
+
+
+def http_floor_cells(d: dict, vol: str) -> list[str]:
+    """The floor's MB/s and cvl's wall time over the floor's, for a result that measured the floor."""
+    fl = (d.get("floor") or {}).get(vol) or {}
+    vs = ((d.get("vs_floor") or {}).get(vol) or {}).get("cvl")
+    return [fmt_rate(fl.get("mb_per_s")), fmt_ratio(vs)]
+
+
+def http_table(d: dict) -> str:
+    rates: dict[str, dict[str, float]] = d.get("mb_per_s", {})
+    systems = present_systems(rates.values())
+    keys = ratio_keys([s for s in systems if not common.is_ours(s) or s == "cvl"])
+    floor = bool(d.get("floor"))
+    head = ["volume", *(LABELS.get(s, s) for s in systems), *(RATIO_LABELS.get(k, k) for k in keys)]
+    head += ["floor MB/s", "cvl vs floor"] if floor else []
+    body = []
+    for vol, r in rates.items():
+        rat = common.ratios({s: v for s, v in r.items() if s == "cvl" or not common.is_ours(s)})
+        body.append([HTTP_VOLUMES.get(vol, vol), *(fmt_rate(r.get(s)) for s in systems),
+                     *((f"**{fmt_ratio(rat.get(k))}**" if k == "cvl/best" else fmt_ratio(rat.get(k))) for k in keys),
+                     *(http_floor_cells(d, vol) if floor else [])])
+    return md_table(head, body)
+
+
+def http_caption(kind: str, d: dict) -> str:
+    source = d.get("source") or (f"{date_of(d)} at {rev_of(d)}" if d.get("env") else "date not recorded")
+    lat = d.get("latency_s")
+    caption = (f"HTTP at {lat * 1e3:.0f} ms per request" if lat is not None else "HTTP") + (
+        f" from {HTTP_SERVERS.get(kind, kind + ' server')}; MB/s, medians of {d.get('repeats')} ({source})."
+    )
+    if not any("ts F" in r for r in d.get("mb_per_s", {}).values()):
+        caption += " TensorStore was read in C order only in this run."
+    if d.get("quick"):
+        caption += " **`--quick` results.**"
+    return wrap(caption)
+
+
+def http_p32_note(d: dict) -> str:
+    """A sentence on cvl at parallel=32 against TensorStore, when the result has that column."""
+    p32 = [r["cvl p32"] / r["ts"] for vol, r in d.get("mb_per_s", {}).items()
+           if r.get("cvl p32") and r.get("ts") and vol.startswith("A-raw-uint8") and "gzip" not in vol]
+    if not p32:
+        return ""
+    return "\n\n" + wrap(
+        f"At `parallel=32` (TensorStore's default number of requests in flight) raw reads run at "
+        f"{fmt_ratio(p32[0])}× TensorStore's speed: what the default gains is from keeping more "
+        "requests in flight cheaply, not from faster requests."
+    )
 
 
 def http_section(results: dict[str, dict]) -> str:
-    parts = []
-    for kind, d in http_results(results):
-        rates: dict[str, dict[str, float]] = d.get("mb_per_s", {})
-        systems = present_systems(rates.values())
-        keys = ratio_keys([s for s in systems if not common.is_ours(s) or s == "cvl"])
-        head = ["volume", *(LABELS.get(s, s) for s in systems), *(RATIO_LABELS.get(k, k) for k in keys)]
-        body = []
-        for vol, r in rates.items():
-            rat = common.ratios({s: v for s, v in r.items() if s == "cvl" or not common.is_ours(s)})
-            body.append([HTTP_VOLUMES.get(vol, vol), *(fmt_rate(r.get(s)) for s in systems),
-                         *((f"**{fmt_ratio(rat.get(k))}**" if k == "cvl/best" else fmt_ratio(rat.get(k)))
-                           for k in keys)])
-        source = d.get("source") or (f"{date_of(d)} at {rev_of(d)}" if d.get("env") else "date not recorded")
-        lat = d.get("latency_s")
-        caption = (f"HTTP at {lat * 1e3:.0f} ms per request" if lat is not None else "HTTP") + (
-            f" from {HTTP_SERVERS.get(kind, kind + ' server')}; MB/s, medians of {d.get('repeats')} ({source})."
-        )
-        if "ts F" not in systems:
-            caption += " TensorStore was read in C order only in this run."
-        if d.get("quick"):
-            caption += " **`--quick` results.**"
-        text = wrap(caption) + "\n\n" + md_table(head, body)
-        p32 = [(vol, r["cvl p32"] / r["ts"]) for vol, r in rates.items()
-               if r.get("cvl p32") and r.get("ts") and vol.startswith("A-raw-uint8") and "gzip" not in vol]
-        if p32:
-            text += "\n\n" + wrap(
-                f"At `parallel=32` (TensorStore's default number of requests in flight) raw reads run at "
-                f"{fmt_ratio(p32[0][1])}× TensorStore's speed: what the default gains is from keeping more "
-                "requests in flight cheaply, not from faster requests."
-            )
-        parts.append(text)
-    if not parts:
+    found = http_results(results)
+    if not found:
         return "No HTTP results are committed yet: run `bench_http.py`, then `report.py --collect`."
+    parts = []
+    if any(d.get("floor") for _, d in found):
+        parts.append(wrap(
+            "Where a run measured it, floor MB/s is bench_http's floor (a bare client keeping enough requests "
+            "in flight, plus the decoding on two threads) and cvl vs floor is cvl's wall time over the "
+            "floor's: 1.00 is at the floor, lower is better."
+        ))
+    parts += [http_caption(kind, d) + "\n\n" + http_table(d) + http_p32_note(d) for kind, d in found]
     return "\n\n".join(parts)
 
 
@@ -366,9 +372,9 @@ def speed_paragraph(results: dict[str, dict]) -> str:
         if bits:
             s.append(f"It answers {p.get('points', 10_000):,} scattered points {' and '.join(bits)}"
                      f" ({plural(len(rates), 'volume')}; TensorStore in the faster of its two orders).")
-    https = http_results(results)
-    if https:
-        kind, d = https[0]
+    head = http_headline(results)
+    if head:
+        kind, d = head
         vals = http_vs_best(d)
         if vals:
             lat = d.get("latency_s") or 0.0
@@ -384,7 +390,7 @@ def speed_paragraph(results: dict[str, dict]) -> str:
 
 
 def behind_section(results: dict[str, dict]) -> str:
-    """A bullet per local-read, points or HTTP line where cvl is below the fastest peer."""
+    """A bullet per line of any section where cvl is below the fastest peer (cold reads: or the floor)."""
     items = []
     for name, rates, _ in read_rows(results):
         r = common.ratios(rates).get("cvl/best")
@@ -398,14 +404,19 @@ def behind_section(results: dict[str, dict]) -> str:
             bp = common.best_peer(rates)[0]
             items.append(f"- **{ln}** (10k points): {fmt_ratio(r)}× {LABELS.get(bp, bp)}.")
     for kind, d in http_results(results):
+        lat = "" if d.get("latency_s") is None else f", {d['latency_s'] * 1e3:.0f} ms"
         for vol, r in http_vs_best(d):
             if r < 1 - LEVEL:
                 rates = {s: x for s, x in d["mb_per_s"][vol].items() if s == "cvl" or not common.is_ours(s)}
                 bp = common.best_peer(rates)[0]
-                items.append(f"- **{HTTP_VOLUMES.get(vol, vol)}** (HTTP, {kind}): {fmt_ratio(r)}× {LABELS.get(bp, bp)}.")
+                items.append(f"- **{HTTP_VOLUMES.get(vol, vol)}** (HTTP, {kind}{lat}): {fmt_ratio(r)}× "
+                             f"{LABELS.get(bp, bp)}.")
+    items += report_more.behind_items(results)
     if not items:
-        return f"In the committed results cvl is within {LEVEL * 100:.0f}% of the fastest peer or ahead on every line."
-    return f"Lines where cvl is more than {LEVEL * 100:.0f}% below the fastest peer:\n\n" + "\n".join(items)
+        return (f"In the committed results cvl is within {LEVEL * 100:.0f}% of the fastest peer or ahead on every "
+                f"line, and at {report_more.FLOOR_BEHIND:.0%} of the floor or more on every cold read.")
+    return (f"Lines where cvl is more than {LEVEL * 100:.0f}% below the fastest peer (cold reads: or below "
+            f"{report_more.FLOOR_BEHIND:.0%} of the floor):\n\n" + "\n".join(items))
 
 
 # ------------------------------------------------------------------------------------------
@@ -427,8 +438,9 @@ def render(root: Path = ROOT, directory: Path | None = None) -> dict[Path, str]:
     text = readme.read_text()
     out[readme] = replace_block(text, "speed", speed_paragraph(results), "README.md")
     text = bench.read_text()
-    for name, body in (("read", read_section(results)), ("points", points_section(results)),
-                       ("http", http_section(results)), ("behind", behind_section(results))):
+    blocks = [("read", read_section(results)), ("points", points_section(results)), ("http", http_section(results)),
+              *report_more.sections(results), ("behind", behind_section(results))]
+    for name, body in blocks:
         text = replace_block(text, name, body, "docs/benchmarks.md")
     out[bench] = text
     return out
@@ -437,7 +449,7 @@ def render(root: Path = ROOT, directory: Path | None = None) -> dict[Path, str]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--collect", action="store_true",
-                    help="first copy read, read_sharded, points and http* JSON from benchmarks/results/ to docs/results/")
+                    help="first copy every result file that counts (see above) from benchmarks/results/ to docs/results/")
     ap.add_argument("--check", action="store_true", help="write nothing; exit 1 if a file would change")
     args = ap.parse_args(argv)
     if args.collect:

@@ -70,3 +70,15 @@ def test_speed_sentences_say_when_cvl_is_behind():
     assert "TensorStore in C order" in text  # no ts F column in that HTTP result
     behind = report.behind_section(results)
     assert "**slow**" in behind and "**fast**" not in behind and "HTTP" in behind
+
+
+def test_new_sections_without_their_json_say_so():
+    """floor, points_scale, halo and cluster render a sentence, not an error, when not measured; the
+    behind list picks up a cold read under 80% of the floor."""
+    report = _report()
+    for name, body in report.report_more.sections({}):
+        assert body.startswith("Not measured yet"), name
+    vol = {"label": "raw128", "out_bytes": 134217728, "floor": "floor",
+           "systems": {"cvl": {"mb_per_s": 480.0}, "ts F": {"mb_per_s": 300.0}, "floor": {"mb_per_s": 800.0}}}
+    behind = report.behind_section({"floor.json": {"volumes": [vol]}})
+    assert "60% of the floor" in behind and "cold read" in behind
