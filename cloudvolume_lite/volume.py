@@ -427,8 +427,9 @@ class Volume:
 
     # -- beyond one machine --------------------------------------------------------------------
     def to_dask(self, chunks: Sequence[int] | None = None, mip: int | None = None) -> Any:
-        """A lazy ``dask.array`` (X, Y, Z, C) of the whole scale, one task per storage chunk
-        (or per group of chunks with ``chunks=``, or per shard when shards are boxes)."""
+        """A lazy ``dask.array`` (X, Y, Z, C) of the whole scale, one task per storage chunk (or
+        per shard when shards are boxes), or blocks of exactly ``chunks=`` voxels: blocks smaller
+        than a chunk (planes) are cut from one read of the chunks around them."""
         from .dask import to_dask
 
         return to_dask(self, chunks, None if mip is None else self._mip_index(mip))
