@@ -20,7 +20,7 @@ from cloudvolume_lite.transfer import copy_volume
 from fixtures_servers import Faults, RangeHTTPServer
 
 pytest.importorskip("distributed")
-ndimage = pytest.importorskip("scipy.ndimage")
+from scipy import ndimage  # a test dependency: the oracle
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import pytest
 import cloudvolume_lite as cvl
 from cloudvolume_lite.stores.local import LocalStore
 
-ndimage = pytest.importorskip("scipy.ndimage")
+from scipy import ndimage  # a test dependency: the oracle
 pytest.importorskip("dask")
 
 
