@@ -18,6 +18,7 @@ Boundaries (what ``fn`` sees past the volume's edges):
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
@@ -90,7 +91,7 @@ def overlap_block(vol: "Volume", fn: Callable[[np.ndarray], Any], box: Bbox, dep
     return out if dtype is None else out.astype(dtype, copy=False)
 
 
-def overlap_write(vol: "Volume", fn: Callable[[np.ndarray], Any], box: Bbox, depth: tuple[int, int, int],
+def overlap_write(vol: "Volume", box: Bbox, *, fn: Callable[[np.ndarray], Any], depth: tuple[int, int, int],
                   mode: str | None, cval: float, mip: int, out: "Volume", out_mip: int) -> Bbox:
     """:func:`overlap_block` written into ``out`` (the task of a map_overlap with ``out=``)."""
     out.upload(box, overlap_block(vol, fn, box, depth, mode, cval, mip, np.dtype(out.dtype)), mip=out_mip)
@@ -137,10 +138,33 @@ def map_overlap(vol: "Volume", fn: Callable[[np.ndarray], Any], depth: int | Seq
         boxes = [b for b in boxes if out.exists(b, mip=om) < 1.0]
     import functools
 
-    task = functools.partial(overlap_write, vol, fn, depth=d, mode=mode, cval=cval, mip=m, out=out, out_mip=om)
+    task = functools.partial(overlap_write, fn=fn, depth=d, mode=mode, cval=cval, mip=m, out=out, out_mip=om)
     from .jobs import run_tasks
 
-    return run_tasks(task, boxes, runtime=vol.runtime, client=client, progress=progress)
+    # one reading Volume (and its chunk cache) per worker, shared by its tasks
+    return run_tasks(task, boxes, runtime=vol.runtime, client=client, progress=progress,
+                     shared=with_chunk_cache(vol, block, d, m))
+
+
+def with_chunk_cache(vol: "Volume", block: Sequence[int], depth: Sequence[int], mip: int) -> "Volume":
+    """``vol`` as a new Volume whose LRU holds the chunks of one z-layer of blocks plus their
+    halo (blocks go x fastest, then y, then z; at most 2 GiB, at least the LRU ``vol`` has), so
+    that a storage chunk beside several blocks is fetched once (per worker, on a cluster), not
+    once per block that needs it. Stores without latency (local disk, memory) are read again
+    instead: their chunks are in the page cache, and the raw ones are read only as far as needed."""
+    from .volume import Volume
+
+    if not vol.uncached_store(mip).latency_bound:
+        return vol  # local disk or memory: reading a chunk again costs less than caching it
+    scale = vol.scales[mip]
+    halo = [-(-e // c) * c for e, c in zip(depth, scale.chunk_size)]  # a halo reads whole chunks
+    layer = [scale.size[0] + 2 * halo[0], scale.size[1] + 2 * halo[1], block[2] + 2 * halo[2]]
+    want = math.prod(layer) * np.dtype(vol.dtype).itemsize * vol.num_channels * 5 // 4
+    state = vol.__getstate__()
+    state["args"] = {**state["args"], "lru_bytes": max(int(state["args"]["lru_bytes"]), min(want, 2 << 30))}
+    reader = Volume.__new__(Volume)
+    reader.__setstate__(state)
+    return reader
 
 
 def _as_dask(vol: "Volume", fn: Callable[[np.ndarray], Any], boxes: list[Bbox], block: tuple[int, int, int],
@@ -157,7 +181,7 @@ def _as_dask(vol: "Volume", fn: Callable[[np.ndarray], Any], boxes: list[Bbox], 
     out_dtype = np.dtype(vol.dtype if dtype is None else dtype)
     name = "cvl-overlap-" + tokenize(vol.url, mip, block, depth, mode, cval, str(out_dtype), fn)
     vkey = name + "-volume"
-    graph: dict[Any, Any] = {vkey: vol}
+    graph: dict[Any, Any] = {vkey: with_chunk_cache(vol, block, depth, mip)}  # one per worker, shared by its tasks
     counts = [len(a) for a in axes]
     for n, box in enumerate(boxes):
         i, j, k = n % counts[0], (n // counts[0]) % counts[1], n // (counts[0] * counts[1])

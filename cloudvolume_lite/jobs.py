@@ -14,19 +14,21 @@ T = TypeVar("T")
 
 def run_tasks(task: Callable[[T], Any], items: Sequence[T], *, runtime: Runtime, client: Any = None,
               progress: Callable[[int, int], None] | None = None,
-              on_done: Callable[[Any], None] | None = None) -> int:
+              on_done: Callable[[Any], None] | None = None, shared: Any = None) -> int:
     """``task(item)`` for every item; returns how many ran. On ``client``'s workers each item is
     one task (``task`` and the items are pickled: Volumes pickle to their URL, options and
     info); locally they run on ``runtime``'s ``tasks`` lane, ``runtime.parallel`` at a time.
     ``progress(done, total)`` and ``on_done(result)`` are called as tasks finish (one call at a
-    time). The first error cancels what has not run and is raised here."""
+    time). The first error cancels what has not run and is raised here. With ``shared``, each
+    call is ``task(shared, item)``, and on a cluster ``shared`` is sent to each worker once
+    (its tasks share it: a Volume with its chunk cache, say) instead of once per task."""
     total = len(items)
     if client is None:
         done = [0]
         tally = threading.Lock()
 
         def one(item: T) -> None:
-            result = task(item)
+            result = task(item) if shared is None else task(shared, item)
             with tally:
                 done[0] += 1
                 if on_done is not None:
@@ -38,7 +40,11 @@ def run_tasks(task: Callable[[T], Any], items: Sequence[T], *, runtime: Runtime,
         return total
     from distributed import as_completed
 
-    futures = client.map(task, list(items), pure=False)
+    if shared is None:
+        futures = client.map(task, list(items), pure=False)
+    else:
+        [one_copy] = client.scatter([shared], broadcast=True)
+        futures = client.map(task, [one_copy] * total, list(items), pure=False)
     finished = 0
     try:
         for fut in as_completed(futures):

@@ -80,9 +80,11 @@ def test_misaligned_blocks_and_bad_arguments_are_refused(image, tmp_path) -> Non
 
 
 class _Counting(LocalStore):
-    """A real local store that adds up the chunk bytes it hands out."""
+    """A real local store that adds up the chunk bytes it hands out, and says it waits on a
+    network (so it is read as remote stores are)."""
 
     fetched = 0
+    latency_bound = True
 
     def get(self, key, byte_range=None):
         data = super().get(key, byte_range)
@@ -111,3 +113,23 @@ def test_planes_fetch_each_storage_chunk_once(tmp_path) -> None:
     assert ratio == 1.0, f"fetched {ratio:.2f}x the stored bytes"
     # one read per group of whole chunks, and a cheap slice per plane
     assert len(arr.__dask_graph__()) == 1 + 48 + 3
+
+
+def test_halo_chunks_are_fetched_once(tmp_path) -> None:
+    """Blocks of one chunk with a halo reaching into every neighbour: through the job's chunk
+    cache each storage chunk is fetched once, not once per block that needs it (up to 27x)."""
+    from cloudvolume_lite.stores import StoreRegistry
+
+    data = np.random.default_rng(3).random((64, 64, 48, 1), dtype=np.float32)
+    cvl.Volume.from_numpy(data, f"file://{tmp_path}/v", chunk_size=(16, 16, 16))  # gzip'd chunks
+    reg = StoreRegistry().with_scheme("count", lambda url, **_: _Counting(
+        cvl.stores.StoreURL("file", "", str(tmp_path / "v"))))
+    vol = cvl.Volume("count://x/v", stores=reg)
+    out = cvl.Volume.create(f"file://{tmp_path}/out", data_type="float32", layer_type="image", size=(64, 64, 48),
+                            chunk_size=(16, 16, 16), resolution=(1, 1, 1))
+    _Counting.fetched = 0
+    vol.map_overlap(_gauss("reflect"), depth=5, out=out, chunks=(16, 16, 16))
+    ratio = _Counting.fetched / data.nbytes
+    assert ratio <= 1.05, f"fetched {ratio:.2f}x the stored bytes"
+    want = ndimage.gaussian_filter(data[..., 0], sigma=1.5, mode="reflect", truncate=3.0)
+    np.testing.assert_array_equal(cvl.Volume(f"file://{tmp_path}/out")[...][..., 0], want)
