@@ -206,59 +206,29 @@ done:
     return result;
 }
 
-/* lookup_points(data, itemsize, shape, nc, block, xyz, out) */
-static PyObject *lookup_points(PyObject *self, PyObject *args) {
-    Py_buffer data, xyz, out;
+/* lookup_points(data, itemsize, shape, nc, block, xyz, out) and lookup_offsets(..., offsets, out):
+   the values at points given as int64 (x, y, z) triples, or as uint32 linear offsets (x fastest)
+   into the chunk's shape */
+static PyObject *lookup(PyObject *args, int by_offset) {
+    Py_buffer data, pts, out;
     int itemsize;
     Py_ssize_t nc, shape[3], blk[3];
     PyObject *shape_o, *blk_o, *result = NULL;
     const char *err = NULL;
-    if (!PyArg_ParseTuple(args, "y*iOnOy*w*", &data, &itemsize, &shape_o, &nc, &blk_o, &xyz, &out)) return NULL;
+    if (!PyArg_ParseTuple(args, "y*iOnOy*w*", &data, &itemsize, &shape_o, &nc, &blk_o, &pts, &out)) return NULL;
     if (triple(shape_o, shape, 3) || triple(blk_o, blk, 3)) goto done;
-    Py_ssize_t n = xyz.len / (3 * (Py_ssize_t)sizeof(int64_t));
-    if ((itemsize != 4 && itemsize != 8) || data.len % 4 || nc < 1 || xyz.len % (3 * sizeof(int64_t)) ||
-        out.len < n * nc * itemsize || blk[0] < 1 || blk[1] < 1 || blk[2] < 1) {
-        PyErr_SetString(PyExc_ValueError, "bad arguments");
-        goto done;
-    }
-    Py_BEGIN_ALLOW_THREADS
-    err = points((const uint32_t *)data.buf, data.len / 4, itemsize, shape, nc, blk, (const int64_t *)xyz.buf, NULL,
-                 n, (char *)out.buf);
-    Py_END_ALLOW_THREADS
-    if (err) {
-        PyErr_SetString(PyExc_ValueError, err);
-        goto done;
-    }
-    result = Py_None;
-    Py_INCREF(result);
-done:
-    PyBuffer_Release(&data);
-    PyBuffer_Release(&xyz);
-    PyBuffer_Release(&out);
-    return result;
-}
-
-
-/* lookup_offsets(data, itemsize, shape, nc, block, offsets, out): lookup_points for points given
-   as linear offsets (uint32, x fastest) into the chunk's shape */
-static PyObject *lookup_offsets(PyObject *self, PyObject *args) {
-    Py_buffer data, offs, out;
-    int itemsize;
-    Py_ssize_t nc, shape[3], blk[3];
-    PyObject *shape_o, *blk_o, *result = NULL;
-    const char *err = NULL;
-    if (!PyArg_ParseTuple(args, "y*iOnOy*w*", &data, &itemsize, &shape_o, &nc, &blk_o, &offs, &out)) return NULL;
-    if (triple(shape_o, shape, 3) || triple(blk_o, blk, 3)) goto done;
-    Py_ssize_t n = offs.len / (Py_ssize_t)sizeof(uint32_t);
-    if ((itemsize != 4 && itemsize != 8) || data.len % 4 || nc < 1 || offs.len % sizeof(uint32_t) ||
+    Py_ssize_t per = by_offset ? (Py_ssize_t)sizeof(uint32_t) : 3 * (Py_ssize_t)sizeof(int64_t);
+    Py_ssize_t n = pts.len / per;
+    if ((itemsize != 4 && itemsize != 8) || data.len % 4 || nc < 1 || pts.len % per ||
         out.len < n * nc * itemsize || blk[0] < 1 || blk[1] < 1 || blk[2] < 1 || shape[0] < 1 || shape[1] < 1 ||
         shape[2] < 1) {
         PyErr_SetString(PyExc_ValueError, "bad arguments");
         goto done;
     }
     Py_BEGIN_ALLOW_THREADS
-    err = points((const uint32_t *)data.buf, data.len / 4, itemsize, shape, nc, blk, NULL, (const uint32_t *)offs.buf,
-                 n, (char *)out.buf);
+    err = points((const uint32_t *)data.buf, data.len / 4, itemsize, shape, nc, blk,
+                 by_offset ? NULL : (const int64_t *)pts.buf, by_offset ? (const uint32_t *)pts.buf : NULL, n,
+                 (char *)out.buf);
     Py_END_ALLOW_THREADS
     if (err) {
         PyErr_SetString(PyExc_ValueError, err);
@@ -268,10 +238,14 @@ static PyObject *lookup_offsets(PyObject *self, PyObject *args) {
     Py_INCREF(result);
 done:
     PyBuffer_Release(&data);
-    PyBuffer_Release(&offs);
+    PyBuffer_Release(&pts);
     PyBuffer_Release(&out);
     return result;
 }
+
+static PyObject *lookup_points(PyObject *self, PyObject *args) { return lookup(args, 0); }
+
+static PyObject *lookup_offsets(PyObject *self, PyObject *args) { return lookup(args, 1); }
 
 /* ---- encoding ------------------------------------------------------------------------------ */
 
