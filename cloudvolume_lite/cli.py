@@ -439,6 +439,10 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("action", choices=["ls", "clear", "size"])
     k.add_argument("--dir", default=None, help="cache directory (default: $CVL_CACHE_DIR or ~/.cache/cloudvolume-lite)")
     k.set_defaults(func=_cmd_cache)
+
+    from .cli_view import add_commands  # view and serve
+
+    add_commands(add)
     return p
 
 

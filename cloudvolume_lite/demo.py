@@ -86,4 +86,16 @@ def run_demo(directory: str | None = None) -> int:
         ids = np.unique(seg)
         print(f"\nsegmentation holds {len(ids)} labels, e.g. {ids[:3].tolist()}")
         print("demo OK: every read matched the source" if ok else "demo FAILED: some data differs")
+        print(_how_to_look(root, kept=directory is not None))
         return 0 if ok else 1
+
+
+def _how_to_look(root: str, kept: bool) -> str:
+    """The commands that show the sample in Neuroglancer (``cvl view``, the viewer extra)."""
+    where = os.path.abspath(root if kept else "cvl-demo")
+    view = f"  cvl view file://{where}/image file://{where}/segmentation"
+    needs = '(needs: pip install "cloudvolume-lite[viewer]")'
+    if kept:
+        return f"\nto look at it in Neuroglancer {needs}:\n{view}"
+    return (f"\nthe sample was in a temporary directory, now removed; to keep it and look at it in Neuroglancer "
+            f"{needs}:\n  cvl demo --dir {where}\n{view}")

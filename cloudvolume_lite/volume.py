@@ -425,6 +425,16 @@ class Volume:
 
         downsample(self, mip, source_mip, method, client=client, resume=resume, progress=progress)
 
+    # -- looking at it ---------------------------------------------------------------------------
+    def viewer(self, *, port: int = 0, host: str = "127.0.0.1", open_browser: bool = True,
+               layout: str = "4panel") -> Any:
+        """This volume in Neuroglancer: a started :class:`~cloudvolume_lite.viewer.Viewer`
+        serving it (through this Volume's caches) and the client on ``host:port``; its ``url``
+        opens the view, ``stop()`` ends it. Needs ``pip install "cloudvolume-lite[viewer]"``."""
+        from .viewer import Viewer
+
+        return Viewer([self], host=host, port=port, layout=layout).start(open_browser)
+
     # -- beyond one machine --------------------------------------------------------------------
     def to_dask(self, chunks: Sequence[int] | None = None, mip: int | None = None) -> Any:
         """A lazy ``dask.array`` (X, Y, Z, C) of the whole scale, one task per storage chunk (or
