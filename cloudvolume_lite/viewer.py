@@ -51,10 +51,21 @@ def client_dir() -> Path:
     )
 
 
+#: three channels of 8 bits are colour (RGB microscopy, photographs); Neuroglancer's default
+#: image shader would show the first channel in grey
+RGB_SHADER = ("void main() { emitRGB(vec3(toNormalized(getDataValue(0)), toNormalized(getDataValue(1)), "
+              "toNormalized(getDataValue(2)))); }")
+
+
 def layer_state(name: str, vol: "Volume", source_url: str) -> dict:
-    """One Neuroglancer layer: segmentation for a segmentation volume, else image."""
-    kind = "segmentation" if vol.layer_type == "segmentation" else "image"
-    return {"type": kind, "source": f"precomputed://{source_url}", "name": name}
+    """One Neuroglancer layer: segmentation for a segmentation volume, else image (in colour
+    for three uint8 channels)."""
+    if vol.layer_type == "segmentation":
+        return {"type": "segmentation", "source": f"precomputed://{source_url}", "name": name}
+    layer = {"type": "image", "source": f"precomputed://{source_url}", "name": name}
+    if vol.num_channels == 3 and vol.dtype == "uint8":
+        layer["shader"] = RGB_SHADER
+    return layer
 
 
 def viewer_state(layers: Sequence[tuple[str, "Volume", str]], *, layout: str = "4panel",
@@ -135,6 +146,8 @@ class Viewer:
         """The client's own paths; None for everything else (the volumes)."""
         if self._client is None:
             return None
+        if path == "/" and method == "GET":  # the bare address opens the viewer too
+            return Reply(302, b"", "text/plain", False, (("Location", self.url[len(self.server.url):]),))
         parts = path.lstrip("/").split("/")
         if len(parts) < 2 or parts[1] != self.token or parts[0] not in ("v", "events", "state", "action",
                                                                          "volume_response", "credentials"):
@@ -164,4 +177,4 @@ def view(volumes: Sequence["Volume"], **options) -> Viewer:
     return Viewer(volumes, **options).start(open_browser)
 
 
-__all__ = ["FIT_DEFAULT", "FIT_PIXELS", "Viewer", "client_dir", "layer_state", "view", "viewer_state"]
+__all__ = ["FIT_DEFAULT", "FIT_PIXELS", "RGB_SHADER", "Viewer", "client_dir", "layer_state", "view", "viewer_state"]

@@ -29,6 +29,8 @@ def test_demo_runs_offline(tmp_path):
     r = run("demo", "--dir", str(tmp_path / "demo"))
     assert r.returncode == 0, r.stderr
     assert "demo OK" in r.stdout and "WRONG" not in r.stdout and "over HTTP" in r.stdout
+    # it ends by saying how to look at what it built
+    assert f"cvl view file://{tmp_path / 'demo'}/image file://{tmp_path / 'demo'}/segmentation" in r.stdout
 
 
 def test_info(sample):
@@ -122,7 +124,7 @@ def test_cache_commands(sample, tmp_path):
 
 
 def test_help_has_examples():
-    for cmd in ["demo", "info", "get", "points", "cp", "cache"]:
+    for cmd in ["demo", "info", "get", "points", "cp", "pyramid", "view", "serve", "cache"]:
         r = run(cmd, "--help")
         assert r.returncode == 0 and "example:" in r.stdout
 

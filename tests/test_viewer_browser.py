@@ -164,3 +164,19 @@ def test_cvl_view_shows_an_s3_image(tmp_path, s3_bucket, s3_endpoint, s3_secrets
     finally:
         _stop(proc)
     _check_image(shot, rect, cvl.Volume(url, secrets=s3_secrets), data)
+
+
+def test_three_uint8_channels_are_shown_in_colour(tmp_path) -> None:
+    rgb = np.zeros((48, 32, 4, 3), dtype=np.uint8)
+    rgb[:24, :, :, 0] = 200  # red on the left half, blue on the right, green in the top rows
+    rgb[24:, :, :, 2] = 180
+    rgb[:, :8, :, 1] = 150
+    vol = cvl.Volume.from_numpy(rgb, f"file://{tmp_path}/rgb", chunk_size=(16, 16, 4), layer_type="image")
+    proc, url = _view([vol.url])
+    try:
+        shot, rect = _shoot(url, "local-rgb")
+    finally:
+        _stop(proc)
+    seen = _at_voxels(shot, rect, vol)
+    want = rgb[:, :, 2].astype(np.int16)
+    assert np.median(np.abs(seen - want)) <= 2 and np.abs(seen - want).mean() < 8
