@@ -10,7 +10,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 
@@ -18,6 +17,7 @@ import numpy as np
 import pytest
 
 import cloudvolume_lite as cvl
+import served
 from cloudvolume_lite.proxy import VolumeServer, served_info, volume_names
 
 
@@ -128,42 +128,22 @@ def test_served_info_keeps_everything_but_sharding(sharded_seg) -> None:
     assert info["scales"][0]["chunk_sizes"] == [[16, 16, 16]] and info["data_type"] == "uint64"
 
 
-def _start(args: list[str], env: dict | None = None) -> tuple[subprocess.Popen, list[str]]:
-    proc = subprocess.Popen([sys.executable, "-m", "cloudvolume_lite.cli", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env)
-    lines: list[str] = []
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        lines.append(line.rstrip("\n"))
-        if line.startswith("Ctrl-C stops"):
-            return proc, lines
-    proc.kill()
-    raise AssertionError(f"cvl {args[0]} did not start: {lines} {proc.stderr.read()}")
-
-
 def test_cvl_serve_prints_urls_and_stops_on_ctrl_c(image) -> None:
     data, vol = image
-    proc, lines = _start(["serve", vol.url])
+    proc, lines = served.start(["serve", vol.url])
     try:
-        served = next(line.split("-> precomputed://")[1] for line in lines if "-> precomputed://" in line)
-        assert served.startswith("http://127.0.0.1:")
-        np.testing.assert_array_equal(cvl.Volume(served)[...], data)
+        url = next(line.split("-> precomputed://")[1] for line in lines if "-> precomputed://" in line)
+        assert url.startswith("http://127.0.0.1:")
+        np.testing.assert_array_equal(cvl.Volume(url)[...], data)
     finally:
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=30)
-    assert proc.returncode == 0, err
-    assert "stopped" in out and "Traceback" not in err
+        served.stop(proc)
 
 
 def test_a_host_other_than_loopback_is_warned_about(image) -> None:
     _, vol = image
-    proc, _ = _start(["serve", vol.url, "--host", "127.0.0.2"])  # still loopback on Linux, but not the default
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=30)
-    assert proc.returncode == 0 and "warning: serving on 127.0.0.2" in err
+    proc, _ = served.start(["serve", vol.url, "--host", "127.0.0.2"])  # still loopback on Linux, but not the default
+    _, err = served.stop(proc, signal.SIGTERM)
+    assert "warning: serving on 127.0.0.2" in err
 
 
 def test_view_without_the_viewer_extra_says_what_to_install(image, tmp_path) -> None:

@@ -7,16 +7,13 @@ are kept in ``test-output/viewer/`` (or ``$CVL_TEST_OUTPUT``)."""
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 import cloudvolume_lite as cvl
+import served
 from browser import Browser, find_chromium
 
 pytest.importorskip("websocket", reason="websocket-client (a test dependency) drives the browser")
@@ -40,30 +37,14 @@ PANEL_RECT = """(() => { const ps = [...window.viewer.display.panels].filter(p =
   const r = ps[0].element.getBoundingClientRect(); return [r.left, r.top, r.width, r.height]; })()"""
 
 
-def _view(urls: list[str], env: dict | None = None) -> tuple[subprocess.Popen, str]:
-    """``cvl view`` started as a user would (no browser of its own); its printed viewer URL."""
-    proc = subprocess.Popen([sys.executable, "-m", "cloudvolume_lite.cli", "view", *urls, "--no-browser",
-                             "--layout", "xy"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=env)
-    lines: list[str] = []
-    deadline = time.time() + 90
-    while time.time() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        lines.append(line)
-        if line.startswith("Ctrl-C stops"):  # (printed once Ctrl-C is handled)
-            urls = [x.split(" ", 1)[1].strip() for x in lines if x.startswith("viewer: ")]
-            if urls:
-                return proc, urls[0]
-    proc.kill()
-    raise AssertionError(f"cvl view printed no viewer URL: {lines} {proc.stderr.read()}")
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=30)
-    assert proc.returncode == 0 and "stopped" in out, err
+def _view_and_shoot(urls: list[str], name: str, env: dict | None = None) -> tuple[np.ndarray, list[float]]:
+    """``cvl view`` started as a user would (no browser of its own), its printed viewer URL
+    opened in Chromium: the screenshot and the panel's box; then Ctrl-C, which must stop it."""
+    proc, lines = served.start(["view", *urls, "--no-browser", "--layout", "xy"], env=env)
+    try:
+        return _shoot(next(x.split(" ", 1)[1].strip() for x in lines if x.startswith("viewer: ")), name)
+    finally:
+        served.stop(proc)
 
 
 def _shoot(url: str, name: str) -> tuple[np.ndarray, list[float]]:
@@ -127,11 +108,7 @@ def _blocks(shape: tuple[int, int, int], block: int, values: np.ndarray) -> np.n
 def test_cvl_view_shows_a_local_image(tmp_path) -> None:
     data = _blocks((96, 64, 16), 16, np.array([20, 70, 120, 170, 220, 250], dtype=np.uint8))
     vol = cvl.Volume.from_numpy(data, f"file://{tmp_path}/image", chunk_size=(32, 32, 16), layer_type="image")
-    proc, url = _view([vol.url])
-    try:
-        shot, rect = _shoot(url, "local-image")
-    finally:
-        _stop(proc)
+    shot, rect = _view_and_shoot([vol.url], "local-image")
     _check_image(shot, rect, vol, data)
 
 
@@ -144,11 +121,7 @@ def test_cvl_view_shows_a_sharded_segmentation_over_http(http_server, http_root)
                             encoding="compressed_segmentation", sharding=sharding)
     src[...] = labels
     vol = cvl.Volume(f"{http_server.url}/viewer-seg")
-    proc, url = _view([vol.url])
-    try:
-        shot, rect = _shoot(url, "http-sharded-segmentation")
-    finally:
-        _stop(proc)
+    shot, rect = _view_and_shoot([vol.url], "http-sharded-segmentation")
     _check_segmentation(shot, rect, vol, labels)
 
 
@@ -158,11 +131,7 @@ def test_cvl_view_shows_an_s3_image(tmp_path, s3_bucket, s3_endpoint, s3_secrets
     cvl.Volume.from_numpy(data, url, chunk_size=(16, 16, 8), layer_type="image", secrets=s3_secrets)
     env = {**os.environ, "CVL_S3_ENDPOINT": s3_endpoint, "AWS_ACCESS_KEY_ID": s3_secrets["aws_access_key_id"],
            "AWS_SECRET_ACCESS_KEY": s3_secrets["aws_secret_access_key"], "AWS_DEFAULT_REGION": "us-east-1"}
-    proc, viewer_url = _view([url], env=env)
-    try:
-        shot, rect = _shoot(viewer_url, "s3-image")
-    finally:
-        _stop(proc)
+    shot, rect = _view_and_shoot([url], "s3-image", env=env)
     _check_image(shot, rect, cvl.Volume(url, secrets=s3_secrets), data)
 
 
@@ -172,11 +141,7 @@ def test_three_uint8_channels_are_shown_in_colour(tmp_path) -> None:
     rgb[24:, :, :, 2] = 180
     rgb[:, :8, :, 1] = 150
     vol = cvl.Volume.from_numpy(rgb, f"file://{tmp_path}/rgb", chunk_size=(16, 16, 4), layer_type="image")
-    proc, url = _view([vol.url])
-    try:
-        shot, rect = _shoot(url, "local-rgb")
-    finally:
-        _stop(proc)
+    shot, rect = _view_and_shoot([vol.url], "local-rgb")
     seen = _at_voxels(shot, rect, vol)
     want = rgb[:, :, 2].astype(np.int16)
     assert np.median(np.abs(seen - want)) <= 2 and np.abs(seen - want).mean() < 8
