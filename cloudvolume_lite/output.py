@@ -7,8 +7,12 @@ output on a machine whose free memory is fragmented stalls in the kernel: 1-2.4 
 time per GB measured on a 2-core VM, against 0.4-0.6 s with the kernel's ordinary pages, and
 two threads pasting neighbouring chunks fault the same pages at once.
 
+On a virtual machine whose balloon reports free memory to the host, free huge blocks are
+mostly memory the host has taken back, and faulting a huge page in faults on the host too.
+
 So when that stall is possible right now (free huge blocks in ``/proc/buddyinfo`` cover less
-than twice the output), a large output is an anonymous private mapping of its own, which the
+than twice the output, or, for outputs of 512 MiB or more, the host takes free huge blocks
+back), a large output is an anonymous private mapping of its own, which the
 kernel backs with its ordinary pages (no advice from us); otherwise numpy's allocation, whose
 huge pages then cost 512x fewer faults, is the faster one (a warm 268 MB read: 158 against
 231 ms), and numpy's huge pages with a prefault were slower still in fresh processes. A read that will write all of it has its pages
@@ -82,14 +86,58 @@ def free_huge_bytes(path: Path = Path("/proc/buddyinfo")) -> int | None:
     return total * mmap.PAGESIZE
 
 
+#: virtio's device id of a memory balloon, and its feature bit for free page reporting
+VIRTIO_ID_BALLOON = 5
+VIRTIO_BALLOON_F_REPORTING = 5
+#: a huge page's order (2 MiB of 4 KiB pages)
+HUGE_ORDER = 9
+#: outputs from this size on take ordinary pages where free huge blocks go back to the host:
+#: below it, a fresh process's huge pages cost about what 4 KiB pages do (256 MiB of cseg,
+#: medians of 5 fresh processes after 3 s idle: 959 against 974 MB/s), and repeated reads in
+#: one process reuse huge pages just freed (74-124 ms against 131-150 ms); above it the host's
+#: faults dominate (512 MiB: 439 against 841 MB/s; 1 GiB: 396 against 1022 MB/s)
+COLD_HUGE_MIN_BYTES = 512 << 20
+
+
+def reports_free_pages(devices: Path = Path("/sys/bus/virtio/devices"),
+                       order_file: Path = Path("/sys/module/page_reporting/parameters/page_reporting_order")) -> bool:
+    """Whether this (virtual) machine hands free blocks of a huge page or more back to its
+    host: a virtio balloon with free page reporting, at an order a huge page reaches.
+
+    There, the free huge blocks that ``/proc/buddyinfo`` counts are mostly memory the host has
+    taken back: the first touch of a huge page faults on the host as well (2-2.7 s of system
+    time per GB of output measured on a 2-core Firecracker VM), while ordinary pages come first
+    from the small free blocks the kernel keeps and never reports.
+    """
+    try:
+        if int(order_file.read_text().strip()) > HUGE_ORDER:
+            return False
+        entries = list(devices.iterdir())
+    except (OSError, ValueError):
+        return False
+    for dev in entries:
+        try:
+            if int((dev / "device").read_text().strip(), 16) != VIRTIO_ID_BALLOON or not (dev / "driver").exists():
+                continue
+            features = (dev / "features").read_text().strip()  # one '0'/'1' per feature bit, bit 0 first
+        except (OSError, ValueError):
+            continue
+        if len(features) > VIRTIO_BALLOON_F_REPORTING and features[VIRTIO_BALLOON_F_REPORTING] == "1":
+            return True
+    return False
+
+
 def huge_pages_now(nbytes: int) -> bool:
     """Whether numpy's huge-page advice for ``nbytes`` is cheap right now: the kernel's THP
     policy cannot stall (:func:`huge_pages_are_free`), THP is off (no advice is taken), or free
-    huge blocks cover twice ``nbytes``, so that no fault needs compaction. Then numpy's own
-    allocation is the fastest (huge pages: 512x fewer faults; a warm 268 MB cseg read 158 ms
-    against 231 with a mapping of 4 KiB pages)."""
+    huge blocks cover twice ``nbytes``, so that no fault needs compaction, and (for outputs of
+    :data:`COLD_HUGE_MIN_BYTES` or more) the host does not take free huge blocks back
+    (:func:`reports_free_pages`). Then numpy's own allocation is the fastest (huge pages: 512x
+    fewer faults; a warm 268 MB cseg read 158 ms against 231 with a mapping of 4 KiB pages)."""
     if huge_pages_are_free() or thp_mode("enabled") not in ("always", "madvise"):
         return True
+    if nbytes >= COLD_HUGE_MIN_BYTES and reports_free_pages():
+        return False
     free = free_huge_bytes()
     return free is None or free >= 2 * nbytes
 
@@ -162,6 +210,6 @@ def allocate(shape: tuple[int, ...], dtype: np.dtype, *, zeroed: bool, runtime: 
     return out
 
 
-__all__ = ["MADV_POPULATE_WRITE", "MAPPED_MIN_BYTES", "PREFAULT_PART_MIN", "QUIET_DEFRAG", "allocate", "can_map",
-           "free_huge_bytes", "huge_pages_are_free", "huge_pages_now",
+__all__ = ["COLD_HUGE_MIN_BYTES", "HUGE_ORDER", "MADV_POPULATE_WRITE", "MAPPED_MIN_BYTES", "PREFAULT_PART_MIN", "QUIET_DEFRAG", "allocate", "can_map",
+           "free_huge_bytes", "huge_pages_are_free", "huge_pages_now", "reports_free_pages",
            "mapped_zeros", "prefault", "thp_mode"]

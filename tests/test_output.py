@@ -263,3 +263,43 @@ def test_numpy_allocates_while_free_huge_blocks_abound(tmp_path, monkeypatch) ->
     monkeypatch.setattr(output, "thp_mode", lambda name: "madvise")
     monkeypatch.setattr(output, "free_huge_bytes", lambda: 100 << 20)
     assert output.huge_pages_now(40 << 20) and not output.huge_pages_now(60 << 20)
+
+
+def _virtio(root, name: str, device: int, features: str, bound: bool = True):
+    dev = root / name
+    dev.mkdir(parents=True)
+    (dev / "device").write_text(f"0x{device:04x}\n")
+    (dev / "features").write_text(features + "\n")
+    if bound:
+        (dev / "driver").mkdir()
+    return dev
+
+
+@pytest.mark.parametrize("order,features,bound,reports", [
+    ("9", "0110010" + "0" * 57, True, True),     # a balloon with free page reporting (bit 5), as on Firecracker
+    ("10", "0110010" + "0" * 57, True, False),   # reports only blocks larger than a huge page
+    ("9", "0110000" + "0" * 57, True, False),    # a balloon without reporting
+    ("9", "0110010" + "0" * 57, False, False),   # no driver bound to it
+])
+def test_free_page_reporting_is_read_from_sysfs(tmp_path, order, features, bound, reports) -> None:
+    devices = tmp_path / "devices"
+    _virtio(devices, "virtio0", 0x0002, "1" * 64)  # a block device, whatever its feature bits
+    _virtio(devices, "virtio1", output.VIRTIO_ID_BALLOON, features, bound)
+    (tmp_path / "order").write_text(order + "\n")
+    assert output.reports_free_pages(devices, tmp_path / "order") is reports
+    assert not output.reports_free_pages(devices, tmp_path / "absent")  # no page reporting in this kernel
+    assert not output.reports_free_pages(tmp_path / "none", tmp_path / "order")
+
+
+def test_large_outputs_take_ordinary_pages_where_the_host_takes_free_huge_blocks(monkeypatch) -> None:
+    """Plenty of free huge blocks, but a balloon reports them to the host: from
+    COLD_HUGE_MIN_BYTES on, the output is a mapping of ordinary pages; below, numpy's."""
+    monkeypatch.setattr(output, "huge_pages_now", REAL_HUGE_PAGES_NOW)
+    monkeypatch.setattr(output, "huge_pages_are_free", lambda: False)
+    monkeypatch.setattr(output, "thp_mode", lambda name: "madvise")
+    monkeypatch.setattr(output, "free_huge_bytes", lambda: 64 << 30)
+    monkeypatch.setattr(output, "reports_free_pages", lambda: True)
+    assert output.huge_pages_now(output.COLD_HUGE_MIN_BYTES - 1)
+    assert not output.huge_pages_now(output.COLD_HUGE_MIN_BYTES)
+    monkeypatch.setattr(output, "reports_free_pages", lambda: False)
+    assert output.huge_pages_now(4 << 30)
