@@ -11,8 +11,7 @@ On a virtual machine whose balloon reports free memory to the host, free huge bl
 mostly memory the host has taken back, and faulting a huge page in faults on the host too.
 
 So when that stall is possible right now (free huge blocks in ``/proc/buddyinfo`` cover less
-than twice the output, or, for outputs of 512 MiB or more, the host takes free huge blocks
-back), a large output is an anonymous private mapping of its own, which the
+than twice the output, or the host takes free huge blocks back), a large output is an anonymous private mapping of its own, which the
 kernel backs with its ordinary pages (no advice from us); otherwise numpy's allocation, whose
 huge pages then cost 512x fewer faults, is the faster one (a warm 268 MB read: 158 against
 231 ms), and numpy's huge pages with a prefault were slower still in fresh processes. A read that will write all of it has its pages
@@ -91,12 +90,11 @@ VIRTIO_ID_BALLOON = 5
 VIRTIO_BALLOON_F_REPORTING = 5
 #: a huge page's order (2 MiB of 4 KiB pages)
 HUGE_ORDER = 9
-#: outputs from this size on take ordinary pages where free huge blocks go back to the host:
-#: below it, a fresh process's huge pages cost about what 4 KiB pages do (256 MiB of cseg,
-#: medians of 5 fresh processes after 3 s idle: 959 against 974 MB/s), and repeated reads in
-#: one process reuse huge pages just freed (74-124 ms against 131-150 ms); above it the host's
-#: faults dominate (512 MiB: 439 against 841 MB/s; 1 GiB: 396 against 1022 MB/s)
-COLD_HUGE_MIN_BYTES = 512 << 20
+#: the first touch of huge pages the host has taken back, as the harness-free benchmark
+#: (bench_floor: a fresh process after 3 s idle, medians of 7) saw it on cseg: 268 MB at 43%
+#: of the floor with numpy's allocation (0.59 s of system time), 1 GiB at 26-56%; with
+#: ordinary pages 1 GiB reached 77% (0.42 s). Repeated reads in one process pay for it
+#: (256 MiB: 131-150 ms against 74-124 with numpy's huge pages just freed by the read before).
 
 
 def reports_free_pages(devices: Path = Path("/sys/bus/virtio/devices"),
@@ -130,13 +128,12 @@ def reports_free_pages(devices: Path = Path("/sys/bus/virtio/devices"),
 def huge_pages_now(nbytes: int) -> bool:
     """Whether numpy's huge-page advice for ``nbytes`` is cheap right now: the kernel's THP
     policy cannot stall (:func:`huge_pages_are_free`), THP is off (no advice is taken), or free
-    huge blocks cover twice ``nbytes``, so that no fault needs compaction, and (for outputs of
-    :data:`COLD_HUGE_MIN_BYTES` or more) the host does not take free huge blocks back
-    (:func:`reports_free_pages`). Then numpy's own allocation is the fastest (huge pages: 512x
+    huge blocks cover twice ``nbytes``, so that no fault needs compaction, and the host does
+    not take free huge blocks back (:func:`reports_free_pages`). Then numpy's own allocation is the fastest (huge pages: 512x
     fewer faults; a warm 268 MB cseg read 158 ms against 231 with a mapping of 4 KiB pages)."""
     if huge_pages_are_free() or thp_mode("enabled") not in ("always", "madvise"):
         return True
-    if nbytes >= COLD_HUGE_MIN_BYTES and reports_free_pages():
+    if reports_free_pages():
         return False
     free = free_huge_bytes()
     return free is None or free >= 2 * nbytes
@@ -210,6 +207,6 @@ def allocate(shape: tuple[int, ...], dtype: np.dtype, *, zeroed: bool, runtime: 
     return out
 
 
-__all__ = ["COLD_HUGE_MIN_BYTES", "HUGE_ORDER", "MADV_POPULATE_WRITE", "MAPPED_MIN_BYTES", "PREFAULT_PART_MIN", "QUIET_DEFRAG", "allocate", "can_map",
+__all__ = ["HUGE_ORDER", "MADV_POPULATE_WRITE", "MAPPED_MIN_BYTES", "PREFAULT_PART_MIN", "QUIET_DEFRAG", "allocate", "can_map",
            "free_huge_bytes", "huge_pages_are_free", "huge_pages_now", "reports_free_pages",
            "mapped_zeros", "prefault", "thp_mode"]

@@ -262,6 +262,7 @@ def test_numpy_allocates_while_free_huge_blocks_abound(tmp_path, monkeypatch) ->
     monkeypatch.setattr(output, "huge_pages_are_free", lambda: False)
     monkeypatch.setattr(output, "thp_mode", lambda name: "madvise")
     monkeypatch.setattr(output, "free_huge_bytes", lambda: 100 << 20)
+    monkeypatch.setattr(output, "reports_free_pages", lambda: False)  # (where they do: the next test)
     assert output.huge_pages_now(40 << 20) and not output.huge_pages_now(60 << 20)
 
 
@@ -292,14 +293,17 @@ def test_free_page_reporting_is_read_from_sysfs(tmp_path, order, features, bound
 
 
 def test_large_outputs_take_ordinary_pages_where_the_host_takes_free_huge_blocks(monkeypatch) -> None:
-    """Plenty of free huge blocks, but a balloon reports them to the host: from
-    COLD_HUGE_MIN_BYTES on, the output is a mapping of ordinary pages; below, numpy's."""
+    """Plenty of free huge blocks, but a balloon reports them to the host: a large output is a
+    mapping of ordinary pages (and small ones still come from numpy)."""
     monkeypatch.setattr(output, "huge_pages_now", REAL_HUGE_PAGES_NOW)
     monkeypatch.setattr(output, "huge_pages_are_free", lambda: False)
     monkeypatch.setattr(output, "thp_mode", lambda name: "madvise")
     monkeypatch.setattr(output, "free_huge_bytes", lambda: 64 << 30)
     monkeypatch.setattr(output, "reports_free_pages", lambda: True)
-    assert output.huge_pages_now(output.COLD_HUGE_MIN_BYTES - 1)
-    assert not output.huge_pages_now(output.COLD_HUGE_MIN_BYTES)
+    assert not output.huge_pages_now(output.MAPPED_MIN_BYTES) and not output.huge_pages_now(4 << 30)
+    a = output.allocate((256, 256, 64, 1), np.dtype(np.uint64), zeroed=False)  # 32 MiB: mapped
+    assert not a.flags.owndata  # a view of the mapping
+    b = output.allocate((64, 64, 64, 1), np.dtype(np.uint64), zeroed=False)  # 2 MiB: numpy's
+    assert b.flags.owndata
     monkeypatch.setattr(output, "reports_free_pages", lambda: False)
     assert output.huge_pages_now(4 << 30)
