@@ -387,12 +387,14 @@ class Volume:
 
     def add_scale(self, factor: Sequence[int], chunk_size: Sequence[int] | None = None,
                   encoding: str | None = None, *, from_mip: int | None = None,
-                  downsample: bool = False, sharding: Any = None, client: Any = None) -> int:
+                  downsample: bool = False, sharding: Any = None, client: Any = None, resume: bool = False) -> int:
         """Add a scale ``factor`` times coarser than ``from_mip`` (default: the finest) to ``info``.
 
         Scales stay sorted by resolution, so the new index is returned (and existing coarser
-        mips may move up by one). With ``downsample=True`` the new scale is filled at once
-        (from ``from_mip``; on ``client``'s workers when a dask.distributed Client is given).
+        mips may move up by one); a scale already there with the same geometry is reused. With
+        ``downsample=True`` the new scale is filled at once (from ``from_mip``; on ``client``'s
+        workers when a dask.distributed Client is given); ``resume=True`` skips the chunks or
+        shards already written, as after a run that was killed.
         """
         base = self._info.scales[0 if from_mip is None else self._mip_index(from_mip)]
         # info is changed by compare-and-swap (or under the store's lock where it has no
@@ -412,7 +414,7 @@ class Volume:
         self._mip = next(i for i, s in enumerate(info.scales) if s.key == current.key)
         if downsample:
             src = next(i for i, s in enumerate(info.scales) if s.key == base.key)
-            self.downsample(index, src, client=client)
+            self.downsample(index, src, client=client, resume=resume)
         return index
 
     def downsample(self, mip: int, source_mip: int | None = None, method: str | None = None, *,

@@ -322,3 +322,22 @@ def test_map_overlap_resumes_after_a_killed_client(tmp_path, cluster, client, ov
         _check_overlap(tmp_path, data, "cluster")
     finally:
         server.stop()
+
+
+def test_add_scale_resumes_a_half_filled_scale(tmp_path) -> None:
+    """``add_scale(..., downsample=True, resume=True)`` after a run that died: the scale is
+    reused, the missing chunks are filled and the written ones are left as they are."""
+    labels = np.random.default_rng(4).integers(0, 6, (64, 64, 32, 1), dtype=np.uint32)
+    vol = cvl.Volume.from_numpy(labels, f"file://{tmp_path}/seg", chunk_size=(16, 16, 16), layer_type="segmentation")
+    mip = vol.add_scale((2, 2, 2), downsample=True)
+    want = vol.download(vol.scales[mip].bounds, mip=mip)
+    root = tmp_path / "seg" / vol.scales[mip].key
+    chunks = sorted(root.iterdir())
+    for p in chunks[::2]:  # half of them lost with the run that died
+        p.unlink()
+    kept = {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in chunks[1::2]}
+    again = cvl.Volume(f"file://{tmp_path}/seg")
+    assert again.add_scale((2, 2, 2), downsample=True, resume=True) == mip and again.num_mips == 2
+    assert {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in root.iterdir() if p.name in kept} == kept
+    assert len(list(root.iterdir())) == len(chunks)
+    np.testing.assert_array_equal(again.download(again.scales[mip].bounds, mip=mip), want)
