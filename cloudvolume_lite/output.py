@@ -11,7 +11,8 @@ On a virtual machine whose balloon reports free memory to the host, free huge bl
 mostly memory the host has taken back, and faulting a huge page in faults on the host too.
 
 So when that stall is possible right now (free huge blocks in ``/proc/buddyinfo`` cover less
-than twice the output, or the host takes free huge blocks back), a large output is an anonymous private mapping of its own, which the
+than twice the output, or the host takes free huge blocks back and this process has not just
+freed as much memory itself), a large output is an anonymous private mapping of its own, which the
 kernel backs with its ordinary pages (no advice from us); otherwise numpy's allocation, whose
 huge pages then cost 512x fewer faults, is the faster one (a warm 268 MB read: 158 against
 231 ms), and numpy's huge pages with a prefault were slower still in fresh processes. A read that will write all of it has its pages
@@ -93,8 +94,9 @@ HUGE_ORDER = 9
 #: the first touch of huge pages the host has taken back, as the harness-free benchmark
 #: (bench_floor: a fresh process after 3 s idle, medians of 7) saw it on cseg: 268 MB at 43%
 #: of the floor with numpy's allocation (0.59 s of system time), 1 GiB at 26-56%; with
-#: ordinary pages 1 GiB reached 77% (0.42 s). Repeated reads in one process pay for it
-#: (256 MiB: 131-150 ms against 74-124 with numpy's huge pages just freed by the read before).
+#: ordinary pages 1 GiB reached 77% (0.42 s). Ordinary pages cost repeated reads in one
+#: process, though (256 MiB: 131-150 ms against 74-124 with numpy's huge pages just freed by
+#: the read before), hence :func:`freed_bytes`.
 
 
 def reports_free_pages(devices: Path = Path("/sys/bus/virtio/devices"),
@@ -125,15 +127,33 @@ def reports_free_pages(devices: Path = Path("/sys/bus/virtio/devices"),
     return False
 
 
+def freed_bytes(statm: Path = Path("/proc/self/statm")) -> int:
+    """Bytes this process has given back since its peak: its largest resident set
+    (``getrusage``) less what it holds now; 0 where either is unknown.
+
+    Where the host takes free huge blocks back, the blocks this process freed lately (the
+    output of its previous read, say) are the ones the kernel hands out next, still backed by
+    the host; so a read that follows a large free can take numpy's huge pages cheaply."""
+    try:
+        import resource
+
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+        resident = int(statm.read_text().split()[1]) * mmap.PAGESIZE
+    except (ImportError, OSError, ValueError, IndexError):
+        return 0
+    return max(0, peak - resident)
+
+
 def huge_pages_now(nbytes: int) -> bool:
     """Whether numpy's huge-page advice for ``nbytes`` is cheap right now: the kernel's THP
     policy cannot stall (:func:`huge_pages_are_free`), THP is off (no advice is taken), or free
-    huge blocks cover twice ``nbytes``, so that no fault needs compaction, and the host does
-    not take free huge blocks back (:func:`reports_free_pages`). Then numpy's own allocation is the fastest (huge pages: 512x
+    huge blocks cover twice ``nbytes``, so that no fault needs compaction, and either the host
+    does not take free huge blocks back (:func:`reports_free_pages`) or this process has just
+    freed ``nbytes`` or more (:func:`freed_bytes`), which the kernel reuses first. Then numpy's own allocation is the fastest (huge pages: 512x
     fewer faults; a warm 268 MB cseg read 158 ms against 231 with a mapping of 4 KiB pages)."""
     if huge_pages_are_free() or thp_mode("enabled") not in ("always", "madvise"):
         return True
-    if reports_free_pages():
+    if reports_free_pages() and freed_bytes() < nbytes:
         return False
     free = free_huge_bytes()
     return free is None or free >= 2 * nbytes
@@ -208,5 +228,5 @@ def allocate(shape: tuple[int, ...], dtype: np.dtype, *, zeroed: bool, runtime: 
 
 
 __all__ = ["HUGE_ORDER", "MADV_POPULATE_WRITE", "MAPPED_MIN_BYTES", "PREFAULT_PART_MIN", "QUIET_DEFRAG", "allocate", "can_map",
-           "free_huge_bytes", "huge_pages_are_free", "huge_pages_now", "reports_free_pages",
+           "free_huge_bytes", "freed_bytes", "huge_pages_are_free", "huge_pages_now", "reports_free_pages",
            "mapped_zeros", "prefault", "thp_mode"]

@@ -300,6 +300,7 @@ def test_large_outputs_take_ordinary_pages_where_the_host_takes_free_huge_blocks
     monkeypatch.setattr(output, "thp_mode", lambda name: "madvise")
     monkeypatch.setattr(output, "free_huge_bytes", lambda: 64 << 30)
     monkeypatch.setattr(output, "reports_free_pages", lambda: True)
+    monkeypatch.setattr(output, "freed_bytes", lambda: 0)  # a fresh process
     assert not output.huge_pages_now(output.MAPPED_MIN_BYTES) and not output.huge_pages_now(4 << 30)
     a = output.allocate((256, 256, 64, 1), np.dtype(np.uint64), zeroed=False)  # 32 MiB: mapped
     assert not a.flags.owndata  # a view of the mapping
@@ -307,3 +308,31 @@ def test_large_outputs_take_ordinary_pages_where_the_host_takes_free_huge_blocks
     assert b.flags.owndata
     monkeypatch.setattr(output, "reports_free_pages", lambda: False)
     assert output.huge_pages_now(4 << 30)
+
+
+def test_huge_pages_again_after_this_process_freed_as_much(monkeypatch) -> None:
+    """Where the host takes free huge blocks back, a read right after this process freed at
+    least its output's size (the previous read's output) takes numpy's huge pages: the kernel
+    hands out the blocks just freed first, still backed by the host."""
+    monkeypatch.setattr(output, "huge_pages_now", REAL_HUGE_PAGES_NOW)
+    monkeypatch.setattr(output, "huge_pages_are_free", lambda: False)
+    monkeypatch.setattr(output, "thp_mode", lambda name: "madvise")
+    monkeypatch.setattr(output, "free_huge_bytes", lambda: 64 << 30)
+    monkeypatch.setattr(output, "reports_free_pages", lambda: True)
+    monkeypatch.setattr(output, "freed_bytes", lambda: 300 << 20)
+    assert output.huge_pages_now(256 << 20) and not output.huge_pages_now(512 << 20)
+
+
+def test_freed_bytes_is_the_peak_less_what_is_resident(tmp_path) -> None:
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    statm = tmp_path / "statm"
+    statm.write_text(f"100000 {(peak - (64 << 20)) // mmap.PAGESIZE} 900 10 0 5000 0\n")
+    assert abs(output.freed_bytes(statm) - (64 << 20)) < 2 * mmap.PAGESIZE
+    statm.write_text(f"100000 {(peak + (1 << 30)) // mmap.PAGESIZE} 900 10 0 5000 0\n")
+    assert output.freed_bytes(statm) == 0  # never negative
+    assert output.freed_bytes(tmp_path / "absent") == 0
+    b = np.ones(96 << 20, dtype=np.uint8)
+    del b
+    assert output.freed_bytes() >= 64 << 20  # this process, for real: 96 MiB just given back
