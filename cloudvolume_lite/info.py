@@ -60,6 +60,11 @@ def _ints(v: Any, n: int, name: str, source: str, minimum: int | None = None,
     lo = -maximum if minimum is None else minimum
     out = []
     for x in v:
+        if type(x) is int:  # the usual case, without the slower checks below (an ABC isinstance)
+            if not lo <= x <= maximum:
+                raise _fail(source, f"{name} entries must be in [{lo}, {maximum}], got {_short(v)}")
+            out.append(x)
+            continue
         # NaN/inf would fail int(); bounds are checked before int() so 1e300 never becomes an int
         if isinstance(x, bool) or not isinstance(x, numbers.Real) or not math.isfinite(x):
             raise _fail(source, f"{name} must be a list of {n} integers, got {_short(v)}")

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from .bbox import Bbox, Request, Vec3
 from .info import Scale
 
 
-@dataclass(frozen=True)
-class Paste:
+class Paste(NamedTuple):
     """One chunk's part in a request: the chunk's grid cell and file name, its clipped box, and
-    the two slices."""
+    the two slices. (A named tuple: a read of a few dozen small chunks makes one per chunk, and
+    a frozen dataclass costs 4x as much to make.)"""
 
     cell: Vec3
     name: str  # the unsharded chunk name, ``x0-x1_y0-y1_z0-z1``
@@ -20,15 +20,11 @@ class Paste:
     hi: Vec3
     src: tuple[slice, slice, slice]  # into the decoded chunk (x, y, z)
     dst: tuple[slice, slice, slice]  # into the output array (x, y, z)
+    shape: Vec3  # the chunk's clipped shape (x, y, z): hi - lo
 
     @property
     def chunk_bbox(self) -> Bbox:
         return Bbox(self.lo, self.hi)
-
-    @property
-    def shape(self) -> Vec3:
-        """The chunk's clipped shape (x, y, z)."""
-        return tuple(h - l for l, h in zip(self.lo, self.hi))  # type: ignore[return-value]
 
 
 def _axis_overlap(req_lo: int, req_hi: int, step: int, c_lo: int, c_hi: int) -> tuple[slice, slice] | None:
@@ -43,8 +39,8 @@ def _axis_overlap(req_lo: int, req_hi: int, step: int, c_lo: int, c_hi: int) -> 
     return slice(first - c_lo, hi - c_lo, step), slice(o, o + n)
 
 
-#: one axis of one chunk: (grid index, chunk lo, chunk hi, "lo-hi", src slice, dst slice)
-_AxisPart = tuple[int, int, int, str, slice, slice]
+#: one axis of one chunk: (grid index, chunk lo, chunk hi, "lo-hi", src slice, dst slice, chunk length)
+_AxisPart = tuple[int, int, int, str, slice, slice, int]
 
 
 def _axis_parts(req_lo: int, req_hi: int, step: int, lo: int, hi: int, offset: int, chunk: int,
@@ -56,7 +52,7 @@ def _axis_parts(req_lo: int, req_hi: int, step: int, lo: int, hi: int, offset: i
         c_lo, c_hi = offset + g * chunk, offset + min((g + 1) * chunk, size)
         cut = _axis_overlap(req_lo, req_hi, step, c_lo, c_hi)
         if cut is not None:  # None: the stride steps over this chunk entirely
-            parts.append((g, c_lo, c_hi, f"{c_lo}-{c_hi}", cut[0], cut[1]))
+            parts.append((g, c_lo, c_hi, f"{c_lo}-{c_hi}", cut[0], cut[1], c_hi - c_lo))
     return parts
 
 
@@ -74,6 +70,6 @@ def plan_pastes(scale: Scale, req: Request) -> list[Paste]:
     ]
     return [
         Paste((x[0], y[0], z[0]), f"{x[3]}_{y[3]}_{z[3]}", (x[1], y[1], z[1]), (x[2], y[2], z[2]),
-              (x[4], y[4], z[4]), (x[5], y[5], z[5]))
+              (x[4], y[4], z[4]), (x[5], y[5], z[5]), (x[6], y[6], z[6]))
         for z, y, x in itertools.product(axes[2], axes[1], axes[0])
     ]

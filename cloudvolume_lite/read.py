@@ -101,21 +101,25 @@ def read(runtime: Runtime, scale: Scale, store: Store, req: Request, opts: ReadO
 
     prefix = store.url.key_url("") + "/"  # chunk names are plain file names: no join needed
 
-    def spec_of(p: Paste) -> ChunkSpec:
-        return ChunkSpec((*p.shape, nc), opts.dtype, scale, prefix + p.name)  # type: ignore[arg-type]
+    dtype = opts.dtype
 
-    def paste(p: Paste, data: object) -> None:
+    def spec_of(p: Paste) -> ChunkSpec:
+        return ChunkSpec((*p.shape, nc), dtype, scale, prefix + p.name)  # type: ignore[arg-type]
+
+    def paste(item: tuple[str, object]) -> None:
+        name, data = item
+        p = todo[name]
         if data is PASTED:
             return
         if data is None:
             if not opts.fill_missing:
                 raise ChunkNotFoundError(
-                    f"chunk {prefix}{p.name} is missing (needed for {req.bbox} at mip {mip}); "
+                    f"chunk {prefix}{name} is missing (needed for {req.bbox} at mip {mip}); "
                     "pass fill_missing=True to read missing chunks as zeros"
                 )
             out[p.dst] = 0
             return
-        spec = spec_of(p)
+        spec = ChunkSpec((*p.shape, nc), dtype, scale, prefix + name)  # type: ignore[arg-type]
         src = p.src
         if isinstance(data, Slab):
             z0, z1 = src[2].start, src[2].stop
@@ -123,9 +127,11 @@ def read(runtime: Runtime, scale: Scale, store: Store, req: Request, opts: ReadO
             src = (src[0], src[1], slice(0, z1 - z0, src[2].step))
             out[p.dst] = chunk[src] if full_channels else chunk[(*src, chans)]
             return
+        sx, sy, sz = src
         if into is not None and unit_steps:
-            lo_, hi_ = [s.start for s in src], [s.stop for s in src]
-            if into(data, spec, lo_, hi_, chans, out, [d.start for d in p.dst]):
+            dx, dy, dz = p.dst
+            if into(data, spec, [sx.start, sy.start, sz.start], [sx.stop, sy.stop, sz.stop], chans, out,
+                    [dx.start, dy.start, dz.start]):
                 return
         if region_decode is not None and any(s.start > 0 or s.stop < n for s, n in zip(src, spec.shape)):
             # decode only the part of the chunk the request needs
@@ -141,15 +147,16 @@ def read(runtime: Runtime, scale: Scale, store: Store, req: Request, opts: ReadO
         out[p.dst] = chunk[src] if full_channels else chunk[(*src, chans)]
 
     todo = {p.name: p for p in plan_pastes(scale, req)}
+    cpu_bound = not store.latency_bound
     expected = math.prod(scale.chunk_size) * nc * opts.dtype.itemsize
     fetch = direct_fetch(store, codec, todo, spec_of, out, chans)
     batch = store.iter_get(list(todo), expected, runtime) if fetch is None else \
         Gets(fetch, list(todo), store.batch_width(runtime))
     width = getattr(batch, "width", runtime.workers_for_cpu)
-    if not store.latency_bound and len(todo) <= SMALL_READ:
+    if cpu_bound and len(todo) <= SMALL_READ:
         width = 1
     try:
-        with tracked(lambda item: paste(todo[item[0]], item[1]), len(todo), "cvl read", runtime.progress) as fn:
+        with tracked(paste, len(todo), "cvl read", runtime.progress) as fn:
             runtime.run(fn, batch, width, n=len(todo))
     finally:
         close = getattr(batch, "close", None)

@@ -29,6 +29,16 @@ _DONE = object()
 FETCH_THREADS = 8
 
 
+def usable_cpus() -> int:
+    """The cores this process may run on: its CPU affinity where the OS has one (a syscall,
+    ~0.5 us, against ~6 us for ``os.cpu_count``, which reads sysfs and ignores ``taskset``
+    and cpusets), else ``os.cpu_count``."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 2)
+
+
 class Runtime:
     """Lanes of threads and the limits they run under, for one Volume (and its scale stores).
 
@@ -47,10 +57,10 @@ class Runtime:
 
     @property
     def decode_threads(self) -> int:
-        """Threads for CPU-bound work: as given, else one per core (asked when first needed:
-        ``os.cpu_count`` costs more than the rest of opening a Volume)."""
+        """Threads for CPU-bound work: as given, else one per core this process may run on
+        (asked when first needed)."""
         if self._decode_threads is None:
-            self._decode_threads = max(1, os.cpu_count() or 2)
+            self._decode_threads = usable_cpus()
         return self._decode_threads
 
     def __getstate__(self) -> dict:
@@ -138,4 +148,4 @@ class Runtime:
                 pool.shutdown(wait=True)
 
 
-__all__ = ["FETCH_THREADS", "Runtime"]
+__all__ = ["FETCH_THREADS", "Runtime", "usable_cpus"]

@@ -64,6 +64,9 @@ _F1, _F2 = np.uint32(0x85EBCA6B), np.uint32(0xC2B2AE35)
 _S = {n: np.uint32(n) for n in (8, 13, 15, 16, 17)}  # shift counts (read only)
 #: below this many keys the hash is cheaper in Python ints than in numpy
 SCALAR_MOST = 12
+#: a scale's chunk names are tabulated (:meth:`ShardLayout.name_tables`) only when its grid's
+#: three axes have at most this many cells together (the tables then take ~1 ms to make)
+NAME_TABLE_MOST = 1024
 
 
 def _rotl32(x: np.ndarray, r: int) -> np.ndarray:
@@ -142,6 +145,24 @@ def murmurhash3_low64_int(key: int) -> int:
     return f1 | (f2 << 32)
 
 
+def morton_positions(bits: tuple[int, int, int]) -> tuple[list[int], list[int], list[int]]:
+    """Where each axis's bits go in a compressed Morton code: ``[d][i]`` is the code bit that
+    bit ``i`` of the cell's coordinate ``d`` becomes."""
+    where: tuple[list[int], list[int], list[int]] = ([], [], [])
+    j = 0
+    for i in range(max(bits) if bits else 0):
+        for d in range(3):
+            if i < bits[d]:
+                where[d].append(j)
+                j += 1
+    return where
+
+
+def _spread(v: int, where: list[int]) -> int:
+    """One axis's coordinate ``v`` as its bits of a compressed Morton code."""
+    return sum(((v >> i) & 1) << j for i, j in enumerate(where))
+
+
 def compressed_morton_int(cell: Iterable[int], bits: tuple[int, int, int]) -> int:
     """:func:`compressed_morton` of one cell, given the bits per axis (:func:`morton_bits`)."""
     cell = tuple(cell)
@@ -188,7 +209,8 @@ class ShardLayout:
     def location(self, name: str) -> tuple[int, int, int]:
         """(chunk id, shard, minishard) of one chunk name, in Python ints: a single chunk's
         numpy route costs ~100 us of fixed overhead, this one ~5."""
-        cid = compressed_morton_int(self.cell_of(name), self.bits)
+        tables = self.__dict__.get("_name_tables")
+        cid = self._table_id(name, tables) if tables else compressed_morton_int(self.cell_of(name), self.bits)
         s = self.sharding
         h = cid >> s.preshift_bits if s.preshift_bits < 64 else 0
         if s.hash == "murmurhash3_x86_128":
@@ -196,10 +218,46 @@ class ShardLayout:
         return cid, (h >> s.minishard_bits) & ((1 << s.shard_bits) - 1), h & ((1 << s.minishard_bits) - 1)
 
     def locations(self, names: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(chunk ids, shards, minishards) of many chunk names, hashed all at once."""
-        cells = np.array([self.cell_of(n) for n in names], dtype=np.int64).reshape(-1, 3)
-        ids = self.chunk_ids(cells)
+        """(chunk ids, shards, minishards) of many chunk names, hashed all at once. Names are
+        looked up in per-axis tables (:meth:`name_tables`) when the batch is worth them."""
+        tables = self.name_tables(len(names))
+        if tables:
+            tx, ty, tz = tables
+            try:
+                ids = np.array([tx[x] | ty[y] | tz[z] for x, y, z in (n.split("_") for n in names)], np.uint64)
+            except (KeyError, ValueError):  # not a name of this scale: say which
+                ids = np.array([self._table_id(n, tables) for n in names], np.uint64)
+        else:
+            ids = self.chunk_ids(np.array([self.cell_of(n) for n in names], dtype=np.int64).reshape(-1, 3))
         return (ids, *self.locate(ids))
+
+    def name_tables(self, batch: int = 0) -> tuple[dict[str, int], dict[str, int], dict[str, int]] | None:
+        """Per axis, the ``lo-hi`` part of each chunk name along it -> that cell's bits of the
+        compressed Morton code (so a name's chunk id is three dict lookups, ~0.3 us, where
+        parsing and checking it costs ~3.5). Only exact names are keys: looking one up checks
+        it too. Made when first wanted by a batch of ``batch`` names that outweighs making them
+        (about a microsecond per cell of the three axes), then kept; None until then."""
+        tables = self.__dict__.get("_name_tables")
+        if tables is None:
+            cells = sum(self.scale.grid_size)
+            if cells > NAME_TABLE_MOST or cells > 8 * batch + 64:
+                return None
+            tables = tuple(
+                {f"{o + i * c}-{o + min((i + 1) * c, n)}": _spread(i, where) for i in range(g)}
+                for (o, c, n, g), where in zip(self._axes, morton_positions(self.bits))
+            )
+            self.__dict__["_name_tables"] = tables  # as cached_property stores (the dataclass is frozen)
+        return tables  # type: ignore[return-value]
+
+    def _table_id(self, name: str, tables: tuple[dict[str, int], ...]) -> int:
+        """The chunk id of ``name`` from :meth:`name_tables` (RequestError: not a chunk name)."""
+        parts = name.split("_")
+        if len(parts) == 3:
+            x, y, z = parts
+            got = tables[0].get(x), tables[1].get(y), tables[2].get(z)
+            if None not in got:
+                return got[0] | got[1] | got[2]  # type: ignore[operator]
+        return compressed_morton_int(self.cell_of(name), self.bits)  # raises, naming the name
 
     def shard_name(self, shard: int) -> str:
         digits = max(1, -(-self.sharding.shard_bits // 4))

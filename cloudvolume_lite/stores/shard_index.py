@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from itertools import pairwise
+from functools import cached_property
 from typing import Callable, Mapping
 
 import numpy as np
@@ -45,6 +47,8 @@ def parse_minishard_index(data: bytes, index_bytes: int, where: str) -> Minishar
         raise DecodeError(f"minishard index in {where} is {len(data)} bytes, not a multiple of 24; the shard is corrupt")
     n = len(data) // 24
     arr = np.frombuffer(data, dtype="<u8").reshape(3, n)
+    if n <= SMALL_INDEX:
+        return _parse_small(arr.tolist(), index_bytes, where)
     # ids and offsets are deltas (uint64 sums wrap, as the format's do): start_i = end_{i-1} +
     # gap_i, start_0 = index_bytes + gap_0, so start_i = index_bytes + sum(gap + size)_i - size_i
     ids = np.cumsum(arr[0], dtype=np.uint64)
@@ -53,18 +57,57 @@ def parse_minishard_index(data: bytes, index_bytes: int, where: str) -> Minishar
     starts -= sizes
     starts += np.uint64(index_bytes)
     if n and (sizes.max() > MAX_RANGE or starts.max() > (1 << 62)):
-        raise DecodeError(f"minishard index in {where} has implausible offsets or sizes; the shard is corrupt")
+        raise _implausible(where)
     if n > 1 and (ids[1:] < ids[:-1]).any():  # deltas that wrapped past 2**64: sort them
         order = np.argsort(ids, kind="stable")
         return MinishardIndex(ids[order], starts[order], sizes[order])
     return MinishardIndex(ids, starts, sizes)
 
 
-def check_members(indices: Mapping[int, MinishardIndex], layout: ShardLayout, shard: int, where: str) -> None:
+#: minishard indices of at most this many chunks are parsed in Python ints: numpy's fixed costs
+#: make its route several times slower for the few entries a small volume's minishards hold
+SMALL_INDEX = 48
+_M64 = (1 << 64) - 1
+
+
+def _implausible(where: str) -> DecodeError:
+    return DecodeError(f"minishard index in {where} has implausible offsets or sizes; the shard is corrupt")
+
+
+def _parse_small(rows: list[list[int]], index_bytes: int, where: str) -> MinishardIndex:
+    """:func:`parse_minishard_index` of a few entries, the same sums (modulo 2**64, as numpy's
+    uint64 ones) and checks in Python ints."""
+    ids, starts, sizes = [], [], rows[2]
+    cid = end = 0
+    for d, gap, size in zip(*rows):
+        cid = (cid + d) & _M64
+        end = (end + gap + size) & _M64
+        ids.append(cid)
+        starts.append((end - size + index_bytes) & _M64)
+    if sizes and (max(sizes) > MAX_RANGE or max(starts) > (1 << 62)):
+        raise _implausible(where)
+    if any(b < a for a, b in pairwise(ids)):  # deltas that wrapped past 2**64: sort them
+        order = sorted(range(len(ids)), key=ids.__getitem__)  # stable, as numpy's is
+        ids, starts, sizes = [ids[i] for i in order], [starts[i] for i in order], [sizes[i] for i in order]
+    return MinishardIndex(np.array(ids, np.uint64), np.array(starts, np.uint64), np.array(sizes, np.uint64))
+
+
+def check_members(indices: Mapping[int, MinishardIndex], layout: ShardLayout, shard: int, where: str,
+                  located: "Mapping[int, set[int]] | None" = None) -> None:
     """Every chunk a minishard index lists must hash to that shard and minishard: another
     shard's file in this one's place (swapped, or copied over) is damage, not "missing".
-    ``indices``: minishard number -> its index; all are checked with one hashing."""
-    parts = [(mini, index.ids) for mini, index in indices.items() if len(index.ids)]
+    ``indices``: minishard number -> its index; all are checked with one hashing.
+    ``located``: minishard -> ids already known (hashed by the caller) to belong to it in this
+    shard; a minishard listing only those is not hashed again (a read of a whole small volume
+    wants every chunk its minishards list)."""
+    parts = []
+    for mini, index in indices.items():
+        if not len(index.ids):
+            continue
+        known = None if located is None else located.get(mini)
+        if known is not None and len(index.ids) <= len(known) and known.issuperset(index.ids.tolist()):
+            continue
+        parts.append((mini, index.ids))
     if not parts:
         return
     ids = np.concatenate([p[1] for p in parts])
@@ -135,11 +178,13 @@ def wanted_chunks(data: bytes, layout: ShardLayout, shard: int, where: str, want
                   known: Mapping[int, "MinishardIndex | None"], index_limit: int | None = None
                   ) -> "tuple[dict[int, bytes], dict[int, MinishardIndex | None], np.ndarray]":
     """The stored bytes (``data_encoding`` not undone) of the chunks ``wanted`` (minishard ->
-    chunk ids) of a whole shard file; the minishard indices parsed for them (those in ``known``,
-    cached from this version of the file, are used as they are); the shard index."""
+    chunk ids, each located by hashing to this shard and that minishard) of a whole shard file;
+    the minishard indices parsed for them (those in ``known``, cached from this version of the
+    file, are used as they are); the shard index."""
     table = shard_table(data, layout, where)
     parsed = {mini: minishard_in(data, table, layout, mini, where, index_limit) for mini in wanted if mini not in known}
-    check_members({m: i for m, i in parsed.items() if i is not None}, layout, shard, where)
+    # the wanted ids were located by hashing: minishards that list only those need no more
+    check_members({m: i for m, i in parsed.items() if i is not None}, layout, shard, where, wanted)
     out: dict[int, bytes] = {}
     for mini, cids in wanted.items():
         index = known[mini] if mini in known else parsed[mini]
@@ -260,3 +305,9 @@ class ShardIndex:
     @property
     def nbytes(self) -> int:
         return int(self.entries.nbytes)
+
+    @cached_property
+    def end(self) -> int:
+        """Where the last minishard index ends, relative to the index's end: the file's size
+        less the index (asked by every local batch that may read the shard whole)."""
+        return int(self.entries.max(initial=0))

@@ -18,13 +18,14 @@ from .. import compression
 from ..errors import ConflictError, DecodeError, RequestError, StoreError
 from ..info import Scale
 from ..sharding import SCALAR_MOST, ShardLayout, morton_decode
-from .base import ABSENT, ByteRange, Store, Update, Versioned, WrapperStore
+from .base import ByteRange, Store, Versioned, WrapperStore
 from .batch import Chain, Gets, Groups, data_only, items
 from .lru import ChunkLRU
 from .recheck import Recheck
-from .retry import conflict_pause, get_ranges_coalesced
-from .shard_index import (MAX_RANGE, MinishardIndex, ShardFiles, ShardIndex, apply_updates, build_shard, check_members,
-                          decode_minishard_index, parse_shard, wanted_chunks)
+from .retry import get_ranges_coalesced
+from .shard_index import (MAX_RANGE, MinishardIndex, ShardFiles, ShardIndex, check_members, decode_minishard_index,
+                          parse_shard, wanted_chunks)
+from .shard_writes import ShardWrites
 from .url import StoreURL
 
 if TYPE_CHECKING:
@@ -37,6 +38,9 @@ _WHOLE_INDEX_LIMIT = 1 << 16  # read a shard's whole index when it is at most th
 WHOLE_MOST, WHOLE_PER_CHUNK = 8 << 20, 32 << 10
 #: chunks of one shard read as one group of a batch, at most
 GROUP_MOST = 512
+#: chunk locations (name -> chunk id, shard, minishard) a store remembers, at most: a warm
+#: read of a few hundred chunks then hashes none (~50 us saved on 75 chunks)
+LOCATIONS_MOST = 1 << 16
 T = TypeVar("T")
 #: reads of a shard that other writers keep changing are tried this many times (backing off
 #: up to a quarter of a second between tries, about 3 s in all), then fail
@@ -60,7 +64,7 @@ class _Changed(Exception):
     """The shard changed under a read: forget its indices and read again."""
 
 
-class ShardedStore(WrapperStore):
+class ShardedStore(ShardWrites, WrapperStore):
     """Chunks of one sharded scale, addressed by their unsharded chunk names.
 
     Generations: a chunk's generation is its shard file's. Cached indices remember the shard
@@ -82,6 +86,7 @@ class ShardedStore(WrapperStore):
         self.recheck = recheck if recheck is not None else Recheck("open")
         self._index_cache_bytes = index_cache_bytes
         self._indices = ChunkLRU(index_cache_bytes, sizeof=_index_size)
+        self._located: dict[str, tuple[int, int, int]] = {}  # see LOCATIONS_MOST; the layout never changes
         # a minishard index lists at most every chunk of the scale, 24 bytes each: a gzip'd one
         # that inflates past that is damage (or a bomb), not an index
         grid = scale.grid_size
@@ -190,7 +195,8 @@ class ShardedStore(WrapperStore):
         return True
 
     def _chunk_location(self, key: str) -> tuple[int, int, int]:
-        return self.layout.location(key)
+        loc = self._located.get(key)
+        return self.layout.location(key) if loc is None else loc
 
     # -- reading ------------------------------------------------------------------------------------
     def get(self, key: str, byte_range: ByteRange | None = None) -> bytes | None:
@@ -346,31 +352,50 @@ class ShardedStore(WrapperStore):
         return Groups(lambda group: self._fetch_group(group, where), groups, 1 if runtime is None else runtime.parallel)
 
     def _local_batch(self, keys: list[str], where: Mapping[str, tuple[int, int, int]],
-                     runtime: "Runtime | None") -> Gets:
+                     runtime: "Runtime | None", versioned: bool = True) -> Gets:
         """A batch from a store without latency (disk, memory), each chunk fetched by the loop
         that decodes it: from a small shard read whole, once (see ``WHOLE_MOST``), or by a
-        ranged read through the cached indices."""
-        by_shard: dict[int, dict[int, set[int]]] = {}
+        ranged read through the cached indices. Items are ``Versioned`` (``versioned``) or
+        the bytes alone (what ``iter_get`` gives, with no wrapper to unwrap each item)."""
+        by_shard: dict[int, tuple[list[str], dict[int, set[int]]]] = {}  # shard -> (its keys, minishard -> ids)
         for key in keys:
             cid, shard, mini = where[key]
-            by_shard.setdefault(shard, {}).setdefault(mini, set()).add(cid)
-        counts = {shard: sum(map(len, minis.values())) for shard, minis in by_shard.items()}
-        whole = {shard: by_shard[shard] for shard, n in counts.items() if self._whole_worth(shard, n)}
-        files = ShardFiles(lambda shard: self._read_whole(shard, whole[shard]), {s: counts[s] for s in whole})
+            group = by_shard.get(shard)
+            if group is None:
+                group = by_shard[shard] = ([], {})
+            group[0].append(key)
+            ids = group[1].get(mini)
+            if ids is None:
+                group[1][mini] = {cid}
+            else:
+                ids.add(cid)
+        whole = {shard: minis for shard, (ks, minis) in by_shard.items() if self._whole_worth(shard, len(ks))}
+        files = ShardFiles(lambda shard: self._read_whole(shard, whole[shard]), {s: len(by_shard[s][0]) for s in whole})
+        named = {shard: self._where(shard) for shard in whole}  # for messages: made once a shard, not once a chunk
+        width = self.batch_width(runtime)
+        if whole:
+            # a whole shard's chunks one after another, so its bytes are let go sooner; the first
+            # chunk of each of the first ``width`` shards first, so loops read those at once
+            # rather than wait for one loop to read the first
+            order = sorted(whole)
+            keys = [by_shard[s][0][0] for s in order[:width]] + \
+                [k for i, s in enumerate(order) for k in by_shard[s][0][(1 if i < width else 0):]] + \
+                [k for s, (ks, _) in by_shard.items() if s not in whole for k in ks]
 
-        def get(key: str) -> Versioned | None:
+        def get(key: str) -> Versioned | bytes | None:
             cid, shard, mini = where[key]
             if shard not in whole:
-                return self._read_at(key, cid, shard, mini)
+                got = self._read_at(key, cid, shard, mini)
+                return got if versioned or got is None else got.data
             data, gen = files.take(shard, cid)
-            if data is not None and gzipped:
-                data = compression.decompress(data, "gzip", f"chunk {key} in {self._where(shard)}", self.decoded_limit)
-            return None if data is None else Versioned(data, gen)
+            if data is None:
+                return None
+            if gzipped:
+                data = compression.decompress(data, "gzip", f"chunk {key} in {named[shard]}", self.decoded_limit)
+            return Versioned(data, gen) if versioned else data
 
         gzipped = self.layout.sharding.data_encoding == "gzip"
-        if whole:  # a whole shard's chunks one after another: its bytes are let go sooner
-            keys = sorted(keys, key=lambda k: (where[k][1] not in whole, where[k][1]))
-        return Gets(get, keys, self.batch_width(runtime))
+        return Gets(get, keys, width)
 
     def _whole_worth(self, shard: int, n: int) -> bool:
         """Whether reading a shard whole beats reading ``n`` of its chunks one by one (see
@@ -378,7 +403,7 @@ class ShardedStore(WrapperStore):
         if self.layout.index_bytes > _WHOLE_INDEX_LIMIT:
             return False
         entry = self._shard_index(shard)  # absent: one read says so; else its last minishard index ends the file
-        size = 0 if entry is None else self.layout.index_bytes + int(entry.value.entries.max(initial=0))  # type: ignore[union-attr]
+        size = 0 if entry is None else self.layout.index_bytes + entry.value.end  # type: ignore[union-attr]
         return size <= min(WHOLE_MOST, n * WHOLE_PER_CHUNK)
 
     def _read_whole(self, shard: int, wanted: Mapping[int, set[int]]) -> tuple[dict[int, bytes], str | None]:
@@ -399,15 +424,25 @@ class ShardedStore(WrapperStore):
             entry = self._indices.get(("mini", shard, mini))
             if entry is not None and entry.generation == gen:
                 known[mini] = entry.value
-        chunks, parsed, table = wanted_chunks(got.data, self.layout, shard, self._where(shard), wanted, known,  # type: ignore[arg-type]
+        # gzip'd chunks are views of the file (inflating them makes their bytes), else copies
+        data = memoryview(got.data) if self.layout.sharding.data_encoding == "gzip" else got.data  # type: ignore[arg-type]
+        chunks, parsed, table = wanted_chunks(data, self.layout, shard, self._where(shard), wanted, known,  # type: ignore[arg-type]
                                               self._index_limit)
-        self._indices.put(("shard", shard), Indexed(ShardIndex(table), gen, now), since)
+        # the cached index of this generation is kept (a fresher time); a new one is a copy: a
+        # view would keep the whole file alive in the index cache
+        cached = self._indices.get(("shard", shard))
+        kept = cached.value if cached is not None and gen is not None and cached.generation == gen else \
+            ShardIndex(table.copy())
+        self._indices.put(("shard", shard), Indexed(kept, gen, now), since)
         for mini, index in parsed.items():
             self._indices.put(("mini", shard, mini), Indexed(index, gen, now), since)
         return chunks, gen
 
     def iter_get(self, keys: Iterable[str], expected_bytes: int | None = None,
                  runtime: "Runtime | None" = None) -> Iterator[tuple[str, bytes | None]]:
+        keys = list(keys)
+        if len(keys) >= 2 and not self.inner.latency_bound:  # bytes straight from the batch
+            return self._local_batch(keys, self._locations(keys), runtime, versioned=False)  # type: ignore[return-value]
         return data_only(self.iter_read(keys, expected_bytes, runtime))
 
     def iter_revalidate(self, generations: Mapping[str, str], runtime: "Runtime | None" = None
@@ -434,12 +469,31 @@ class ShardedStore(WrapperStore):
         return Chain([items(same), self.iter_read(changed, None, runtime)])  # type: ignore[list-item]
 
     def _locations(self, keys: Sequence[str]) -> dict[str, tuple[int, int, int]]:
-        """(chunk id, shard, minishard) of every key, the hashing done for all of them at once
-        (a few keys: one by one, cheaper than numpy's fixed costs)."""
-        if len(keys) <= SCALAR_MOST:
-            return {k: self.layout.location(k) for k in keys}
-        cids, shards, minis = self.layout.locations(keys)
-        return {k: (c, s, m) for k, c, s, m in zip(keys, cids.tolist(), shards.tolist(), minis.tolist())}
+        """(chunk id, shard, minishard) of every key: remembered ones as they were (see
+        ``LOCATIONS_MOST``), the others hashed all at once (a few keys: one by one, cheaper
+        than numpy's fixed costs)."""
+        known = self._located
+        found: dict[str, tuple[int, int, int]] = {}
+        missing = []
+        for k in keys:
+            loc = known.get(k)
+            if loc is None:
+                missing.append(k)
+            else:
+                found[k] = loc
+        if not missing:
+            return found
+        if len(missing) <= SCALAR_MOST:
+            new = {k: self.layout.location(k) for k in missing}
+        else:
+            cids, shards, minis = self.layout.locations(missing)
+            new = dict(zip(missing, zip(cids.tolist(), shards.tolist(), minis.tolist())))
+        if len(known) + len(new) > LOCATIONS_MOST:
+            known.clear()
+        if len(new) <= LOCATIONS_MOST:
+            known.update(new)
+        found.update(new)
+        return found
 
     def _fetch_group(self, keys: Sequence[str], where: Mapping[str, tuple[int, int, int]] | None = None
                      ) -> dict[str, Versioned | None]:
@@ -484,89 +538,6 @@ class ShardedStore(WrapperStore):
         """The generation of the chunk's shard if the chunk is in it, else None."""
         got = self.read(key)
         return None if got is None else got.generation
-
-    def put_many(self, items: Mapping[str, bytes | None], *, content_type: str | None = None,
-                 content_encoding: str | None = None) -> None:
-        """Write (or, with ``None``, delete) several chunks: each touched shard is read, merged
-        and rewritten once, so chunks already in the shard are kept; the rewrite is conditional
-        on the generation read (when the inner store can do that), and redone on a conflict."""
-        self.update_many(items, content_type=content_type, content_encoding=content_encoding)
-
-    def update_many(self, items: Mapping[str, "bytes | None | Update"], *, content_type: str | None = None,
-                    content_encoding: str | None = None) -> None:
-        """Plain writes and read-modify-writes of chunks, each touched shard merged and
-        rewritten once by compare-and-swap (the functions see the chunks of the shard version
-        the rewrite builds on, and run again if it has to be redone)."""
-        def plain(data: "bytes | None | bool", key: str) -> "bytes | None | bool":
-            if isinstance(data, (bytes, bytearray, memoryview)) and content_encoding is not None:
-                return compression.decompress(data, content_encoding, key)  # shards use data_encoding
-            return data
-
-        by_shard: dict[int, dict[int, "bytes | None | Update"]] = {}
-        for key, value in items.items():
-            cid, shard, _ = self._chunk_location(key)
-            if callable(value):
-                by_shard.setdefault(shard, {})[cid] = lambda old, fn=value, key=key: plain(fn(old), key)
-            else:
-                by_shard.setdefault(shard, {})[cid] = plain(value, key)  # type: ignore[assignment]
-        for shard, updates in by_shard.items():
-            self._rewrite(shard, updates)
-
-    def _rewrite(self, shard: int, updates: Mapping[int, "bytes | None | Update"], expect: str | None = None,
-                 absent: int | None = None) -> str | None:
-        """Merge ``updates`` into a shard by compare-and-swap, retried on conflict; the new
-        generation. ``expect``: fail (ConflictError) unless the shard is at that generation;
-        ``absent``: unless chunk id ``absent`` is not in it."""
-        name = self.layout.shard_name(shard)
-        cas = self.inner.supports_conditional_writes
-        try:
-            for attempt in range(64):
-                got = self.inner.read(name)
-                gen = None if got is None else got.generation
-                if expect is not None and (gen or ABSENT) != expect:
-                    raise ConflictError(f"{self._where(shard)} is not at generation {expect} (it is at "
-                                        f"{gen or 'nothing'}): another writer changed it")
-                merged = {} if got is None else self._parse_shard(shard, got.data, None)  # type: ignore[arg-type]
-                if absent is not None and absent in merged:
-                    raise ConflictError(f"chunk {absent} already exists in {self._where(shard)}")
-                if not apply_updates(merged, updates):
-                    return gen
-                cond = (ABSENT if got is None else gen) if cas else None
-                try:
-                    if merged or (cas and got is not None):
-                        # an emptied shard is rewritten as an empty index rather than deleted, when
-                        # deleting could drop a chunk another writer adds meanwhile
-                        return self.inner.put(name, build_shard(merged, self.layout),
-                                              content_type="application/octet-stream", if_generation=cond)
-                    if got is not None:
-                        self.inner.delete(name)
-                    return None
-                except ConflictError:
-                    if expect is not None:
-                        raise
-                    conflict_pause(attempt)
-            raise StoreError(f"{self._where(shard)} was changed by other writers on each of 64 tries to rewrite it; "
-                             "try again later, or give writers disjoint shards")
-        finally:
-            self._forget(shard)
-
-    def put(self, key: str, data: bytes, *, content_type: str | None = None, content_encoding: str | None = None,
-            if_generation: str | None = None) -> str | None:
-        """One chunk; ``if_generation`` is the shard's generation (:data:`ABSENT`: the chunk
-        must not exist yet, whatever else the shard holds)."""
-        if if_generation is not None and not self.inner.supports_conditional_writes:
-            raise RequestError(f"{type(self.inner).__name__} cannot write conditionally")
-        cid, shard, _ = self._chunk_location(key)
-        if content_encoding is not None:
-            data = compression.decompress(data, content_encoding, key)
-        if if_generation is None:
-            return self._rewrite(shard, {cid: data})
-        if if_generation == ABSENT:
-            return self._rewrite(shard, {cid: data}, absent=cid)
-        return self._rewrite(shard, {cid: data}, expect=if_generation)
-
-    def delete(self, key: str) -> None:
-        self.put_many({key: None})
 
     def _forget(self, shard: int) -> None:
         self._indices.discard(("shard", shard))
