@@ -1,4 +1,4 @@
-"""Build the C compressed_segmentation codec and the raw file paster; everything else is declared in pyproject.toml.
+"""Build the C compressed_segmentation codec, the raw file paster and the point reader; everything else is declared in pyproject.toml.
 
 ``optional=True``: where no C compiler exists the install still succeeds, and
 ``cloudvolume_lite.codecs.cseg`` decodes with its exact numpy fallback instead (much slower;
@@ -17,4 +17,6 @@ setup(ext_modules=[
     Extension("cloudvolume_lite._cseg", ["cloudvolume_lite/_cseg.c"], optional=True, extra_compile_args=["-O3"]),
     # raw chunk files read and pasted without the GIL; without it the same reads run in Python
     Extension("cloudvolume_lite._rawio", ["cloudvolume_lite/_rawio.c"], optional=True, extra_compile_args=["-O3"]),
+    # scattered points read from chunk files with pread, without the GIL; without it the store's path
+    Extension("cloudvolume_lite._pointio", ["cloudvolume_lite/_pointio.c"], optional=True, extra_compile_args=["-O3"]),
 ])

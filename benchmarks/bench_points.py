@@ -12,7 +12,9 @@ sharded), every system with a fresh handle and no cache inside the timer, rounds
 medians of wall and CPU time, every answer checked against the truth. CloudVolume is timed
 only up to ``--cv-max`` points (default 10k: it takes seconds there). ``--clustered`` adds
 lines whose points all lie in a 128^3 box (8 chunks). ``--baseline DIR`` adds the code of
-another checkout as "cvl before". Results go to points_scale.json.
+another checkout as "cvl before". "floor" is the bytes work alone on both cores
+(``points_floor.py``; "vs floor" below 1 is how far cvl is above it). Results go to
+points_scale.json.
 
     python benchmarks/bench_points.py --scales [--sizes 1000,10000] [--lines raw,cseg] [--baseline DIR]
 """
@@ -43,6 +45,7 @@ def main() -> int:
     ap.add_argument("--cv-max", type=int, default=10_000, help="largest point count CloudVolume is timed at")
     ap.add_argument("--clustered", action="store_true", help="--scales: also points within 8 chunks")
     ap.add_argument("--baseline", default=None, help="--scales: a checkout to compare against, as 'cvl before'")
+    ap.add_argument("--no-floor", action="store_true", help="--scales: leave out the floor (points_floor.py)")
     ap.add_argument("--json", default=None, help="--scales: results file under benchmarks/results/ ('' = none)")
     args = ap.parse_args()
     if args.scales:
@@ -184,9 +187,9 @@ def scale_points(n: int, shape, seed: int, clustered: bool) -> np.ndarray:
     return np.stack([rng.integers(a, min(s, a + 128), n) for a, s in zip(lo, shape)], axis=1)
 
 
-def scale_systems(baseline: str | None) -> dict[str, object]:
+def scale_systems(baseline: str | None, floor: bool = True) -> dict[str, object]:
     """name -> fn(url, points) -> values, each opening a fresh handle (no cache, as TensorStore's
-    default context has none)."""
+    default context has none); and the floor (``points_floor.py``), whose setup is untimed."""
     import cloudvolume_lite as cvl
 
     def ts_fn(order):
@@ -206,15 +209,21 @@ def scale_systems(baseline: str | None) -> dict[str, object]:
         before = common.baseline_package(Path(baseline).resolve())
         systems["cvl before"] = lambda url, pts: before.Volume(url).scattered_points(pts)  # type: ignore[attr-defined]
     systems.update({"ts": ts_fn("C"), "ts F": ts_fn("F"), "cv": cv})
+    if floor:
+        from points_floor import floor_system
+
+        systems["floor"] = floor_system()
     return systems
 
 
 def time_one(fn, url: str, pts: np.ndarray, want: np.ndarray) -> tuple[float, float]:
     """(wall s, CPU s) of one call, its answer checked against ``want`` outside the timer."""
+    setup = getattr(fn, "setup", None)  # the floor's untimed part
+    prepared = setup(url, pts) if setup is not None else None
     gc.collect()
     common.prefault(3 * want.nbytes + (32 << 20))
     c0, t0 = time.process_time(), time.perf_counter()
-    got = fn(url, pts)
+    got = fn(url, pts) if setup is None else fn(url, pts, prepared)
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     if not np.array_equal(np.asarray(got).reshape(-1), want):
         raise AssertionError(f"wrong values on {url} ({len(pts)} points)")
@@ -226,7 +235,7 @@ def run_scales(args) -> int:
     repeats = args.repeats or (2 if args.quick else 7)
     vols = scale_volumes(args.quick)
     names = [ln for ln in vols if not args.lines or ln in args.lines.split(",")]
-    systems = scale_systems(args.baseline)
+    systems = scale_systems(args.baseline, not args.no_floor)
     truth = np.load(vols["raw"].truth_path, mmap_mode="r")[..., 0]
     shape, off = truth.shape, np.asarray(vols["raw"].offset)
     for ln in names:

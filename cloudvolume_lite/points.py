@@ -4,9 +4,15 @@ as far as the points need.
 The points are grouped by chunk once, over all of them: a counting sort in C (two passes,
 ~10 ns a point), else numpy (chunk index and chunk-local offset per point, block by block, and
 a radix argsort). The work per chunk is then a few calls on slices of the groups, whatever the
-number of points, and peak memory is about 2.5x the output. Each chunk is read whole through
-the store's one batched ``iter_get``, or, for a few voxels of a big raw chunk in a plain local
-file (``Store.cheap_ranges``), voxel by voxel.
+number of points, and peak memory is about 2.5x the output. A chunk is read, cheapest first:
+
+- from a plain local file (``Store.cheap_ranges``) with few points for its size: only the
+  points' bytes, a batch of chunks per call in C (:mod:`.point_files`; raw and
+  compressed_segmentation), or without the extension voxel by voxel through the store;
+- from a shard file on local disk or in memory, read whole when most of it is wanted: each
+  gzip'd raw chunk inflated only as far as its points need (:mod:`.point_shards`,
+  :mod:`.point_inflate`);
+- else whole, through the store's one batched ``iter_get``.
 """
 
 from __future__ import annotations
@@ -18,9 +24,12 @@ from typing import Any
 
 import numpy as np
 
+from . import point_files
 from .codecs import ChunkSpec, _cseg_api, get_codec
 from .errors import ChunkNotFoundError, OutOfBoundsError, RequestError
 from .info import Scale
+from .point_inflate import Inflater
+from .point_shards import ShardFiles, local_shards
 from .read import SMALL_READ, ReadOptions
 from .runtime import Runtime
 from .stores import Store
@@ -34,6 +43,15 @@ RANGED_BYTES = 10 << 10
 SMALL_POINTS = 1 << 14
 #: chunk counts up to this (or up to the number of points) are counted with one bincount
 BINCOUNT_LIMIT = 1 << 22
+#: where the C extension reads points straight from plain local files (:mod:`.point_files`), a
+#: raw chunk is read point by point when it has fewer points than one per this many bytes:
+#: ~10 us a chunk + ~1 us a point against ~340 us for a 2 MiB chunk read whole (2-core box)
+FILE_RANGED_BYTES = 4 << 10
+#: and a compressed_segmentation chunk when it has at most this many points (~0.8 us each
+#: against ~60 us for a 150 KiB chunk read whole and looked up)
+CSEG_FILE_POINTS = 48
+#: chunks read from their files by one task of a read (fewer tasks, less scheduling)
+FILE_BATCH = 32
 
 
 def as_points(points: Any) -> np.ndarray:
@@ -239,6 +257,8 @@ class _ChunkReader:
         self.rt, self.scale, self.store, self.opts, self.m = rt, scale, store, opts, m
         self.groups, self.out = groups, out
         self.flat = out[:, 0] if out.shape[1] == 1 else None  # 1-D scatters are cheaper
+        # a few chunks with few points: waking another thread costs more than it saves
+        self.small = not store.latency_bound and len(groups) <= SMALL_READ and len(groups.order) <= SMALL_POINTS
         self.codec = get_codec(scale.encoding)
         # what the codec offers: values at linear offsets (cheapest), at (N, 3) points, or neither
         self.by_offset: Callable | None = getattr(self.codec, "decode_offsets", None)
@@ -246,16 +266,20 @@ class _ChunkReader:
         # every chunk's clipped box at once (chunks at the upper edge are smaller)
         gx, gy, _ = scale.grid_size
         ids = groups.ids
-        cells = np.stack([ids % gx, (ids // gx) % gy, ids // (gx * gy)], axis=1)
-        chunk, off = np.asarray(scale.chunk_size), np.asarray(scale.voxel_offset)
+        self.cells = cells = np.stack([ids % gx, (ids // gx) % gy, ids // (gx * gy)], axis=1)
+        chunk = np.asarray(scale.chunk_size)
         lo = cells * chunk
         hi = np.minimum(lo + chunk, np.asarray(scale.size))
         self.shapes = (hi - lo).tolist()
-        self.names = ["{}-{}_{}-{}_{}-{}".format(*(v for pair in zip(a, b) for v in pair))
-                      for a, b in zip((lo + off).tolist(), (hi + off).tolist())]
+        # names from per-axis parts ("x0-x1"), each made once: 3x cheaper than formatting six numbers a chunk
+        cell_list = cells.tolist()
+        px, py, pz = ({c: f"{c * n + o}-{min(c * n + n, size) + o}" for c in {cell[d] for cell in cell_list}}
+                      for d, (n, o, size) in enumerate(zip(scale.chunk_size, scale.voxel_offset, scale.size)))
+        self.names = [f"{px[x]}_{py[y]}_{pz[z]}" for x, y, z in cell_list]
         # the address of every chunk for messages: the store's URL joined once (a join costs ~10 us)
         first = store.url.key_url(self.names[0]) if self.names else ""
         self.key_prefix = first[: -len(self.names[0])] if self.names and first.endswith(self.names[0]) else None
+        self.dir_prefix: str | None = None  # the same for plain local files (see file_path)
 
     def spec(self, g: int) -> ChunkSpec:
         shape = (*self.shapes[g], self.opts.num_channels)
@@ -314,22 +338,129 @@ class _ChunkReader:
             return self.missing(spec, sel)
         self.put(sel, self.codec.points_from_ranges(parts, spec, len(sel)))
 
-    def split(self) -> tuple[list[int], list[int]]:
-        """Groups to read voxel by voxel (few points in a big raw chunk on local disk), and
-        groups to read whole."""
-        n = len(self.groups)
+    def split(self, todo: list[int]) -> tuple[list[int], list[int]]:
+        """Of groups ``todo``: those to read voxel by voxel (few points in a big raw chunk on
+        local disk), and those to read whole."""
         if getattr(self.codec, "point_ranges", None) is None or not ranges_are_cheap(self.store):
-            return [], list(range(n))
-        counts = np.diff(self.groups.splits)
-        nbytes = np.prod(self.shapes, axis=1) * (self.opts.num_channels * self.opts.dtype.itemsize)
-        few = counts * RANGED_BYTES < nbytes
-        return np.flatnonzero(few).tolist(), np.flatnonzero(~few).tolist()
+            return [], todo
+        few = self.few_raw(todo, RANGED_BYTES)
+        return [g for g, f in zip(todo, few) if f], [g for g, f in zip(todo, few) if not f]
+
+    def counts(self, todo: list[int]) -> np.ndarray:
+        return np.diff(self.groups.splits)[todo]
+
+    def few_raw(self, todo: list[int], per: int) -> list[bool]:
+        """Per group of ``todo``: whether it has fewer points than one per ``per`` bytes of its chunk."""
+        nbytes = np.prod(np.asarray(self.shapes, np.int64).reshape(-1, 3)[todo], axis=1) * (
+            self.opts.num_channels * self.opts.dtype.itemsize)
+        return (self.counts(todo) * per < nbytes).tolist()
+
+    def width(self, n: int) -> int:
+        """Loops for ``n`` tasks of CPU-bound work."""
+        return 1 if self.small else min(n, self.rt.workers_for_cpu)
+
+    # -- plain local files: the points' bytes only ------------------------------------------------
+    def from_files(self, todo: list[int]) -> list[int]:
+        """Groups of ``todo`` with few points in a plain local raw or compressed_segmentation
+        file, read point by point straight from the file (:mod:`.point_files`); the groups left."""
+        file_path = getattr(self.store, "file_path", None)
+        enc, dt = self.scale.encoding, self.opts.dtype
+        if file_path is None or not self.store.cheap_ranges or not todo or not point_files.available():
+            return todo
+        if enc == "raw":
+            few, kind = self.few_raw(todo, FILE_RANGED_BYTES), point_files.RAW
+        elif (enc == "compressed_segmentation" and dt in (np.dtype(np.uint32), np.dtype(np.uint64))
+              and self.scale.compressed_segmentation_block_size is not None):
+            few, kind = (self.counts(todo) <= CSEG_FILE_POINTS).tolist(), point_files.CSEG
+        else:
+            return todo
+        picked = [g for g, f in zip(todo, few) if f]
+        left = [g for g, f in zip(todo, few) if not f]  # read whole through the store
+        batches = [picked[i : i + FILE_BATCH] for i in range(0, len(picked), FILE_BATCH)]
+        self.rt.run(lambda batch: left.extend(self.file_batch(batch, kind, file_path)), batches,
+                    self.width(len(batches)))
+        return sorted(left)
+
+    def file_batch(self, batch: list[int], kind: int, file_path: Callable[[str], str]) -> list[int]:
+        """Groups ``batch`` read from their files, their values put; those it did not read."""
+        splits = self.groups.splits
+        starts, ends = splits[batch], splits[np.asarray(batch) + 1]
+        contiguous = batch == list(range(batch[0], batch[-1] + 1))
+        if contiguous:  # the usual case: the batch's points are one slice of the groups
+            sel = self.groups.order[starts[0] : ends[-1]]
+            offsets = self.groups.offsets[starts[0] : ends[-1]]
+        else:
+            sel = np.concatenate([self.groups.order[a:b] for a, b in zip(starts, ends)])
+            offsets = np.concatenate([self.groups.offsets[a:b] for a, b in zip(starts, ends)])
+        local = np.concatenate([[0], np.cumsum(ends - starts)])
+        values, status, damaged = point_files.read_batch(
+            [self.file_path(g, file_path) for g in batch], kind, self.opts.dtype, self.opts.num_channels,
+            np.asarray([self.shapes[g] for g in batch]), self.scale.compressed_segmentation_block_size or (1, 1, 1),
+            self.scale.chunk_size, offsets, local)
+        if damaged is not None:
+            raise self.spec(batch[damaged[0]]).error(damaged[1])
+        done = status == point_files.DONE
+        if done.all():
+            self.put(sel, values)
+        else:
+            rows = np.repeat(done, ends - starts)
+            self.put(sel[rows], values[rows])
+        return [g for g, ok in zip(batch, done.tolist()) if not ok]
+
+    def file_path(self, g: int, file_path: Callable[[str], str]) -> str:
+        """Group ``g``'s chunk file: the store's directory joined once (names made here are
+        plain ``digits-digits_...``: nothing for the store's key check to refuse)."""
+        if self.dir_prefix is None:
+            first = file_path(self.names[0])
+            self.dir_prefix = first[: -len(self.names[0])] if first.endswith(self.names[0]) else ""
+        return self.dir_prefix + self.names[g] if self.dir_prefix else file_path(self.names[g])
+
+    def clipped(self, g: int, offsets: np.ndarray) -> np.ndarray:
+        """Group ``g``'s offsets (full chunk strides) as int64 offsets into its clipped chunk."""
+        if self.shapes[g] == list(self.scale.chunk_size):
+            return offsets.astype(np.int64)
+        xyz = unpack(offsets, self.scale.chunk_size)
+        ex, ey, _ = self.shapes[g]
+        return xyz[:, 0] + ex * (xyz[:, 1] + ey * xyz[:, 2])
+
+    # -- shards on local disk: inflate each chunk only as far as its points need -------------------
+    def from_shards(self, todo: list[int]) -> list[int]:
+        """Groups of ``todo`` in shards worth reading whole from a local sharded store, their
+        gzip'd raw chunks inflated only up to their points (:mod:`.point_inflate`); the groups
+        left for the store."""
+        sharded = local_shards(self.store)
+        if sharded is None or len(todo) < 2:
+            return todo
+        files = ShardFiles(sharded, self.cells[todo])
+        whole, rest = files.plan()
+        gzipped = sharded.layout.sharding.data_encoding == "gzip"
+        inflater = Inflater(sharded.decoded_limit)
+        for part in files.batches(list(whole)):
+            read: dict[int, dict[int, memoryview | None] | None] = {}
+            self.rt.run(lambda shard, read=read: read.__setitem__(shard, files.read(shard, whole[shard])), part,
+                        self.width(len(part)))
+            items = []
+            for shard in part:
+                got = read[shard]
+                for i in (i for idx in whole[shard].values() for i in idx):
+                    items.append((todo[i], None if got is None else got[i]))
+            self.rt.run(lambda item: self.from_stored(item[0], item[1], gzipped, inflater), items,
+                        self.width(len(items)))
+        return sorted(todo[i] for i in rest)
+
+    def from_stored(self, g: int, stored: memoryview | None, gzipped: bool, inflater: Inflater) -> None:
+        """Group ``g``'s values from its chunk's stored bytes (None: not in its shard)."""
+        if stored is None or not gzipped:
+            return self.fill(g, stored if stored is None or self.by_offset is not None else bytes(stored))
+        spec = self.spec(g)
+        data = inflater.inflate(stored, spec.key)  # whole, CRC-checked (see point_inflate)
+        return self.fill(g, data if self.by_offset is not None else bytes(data))
 
     def run(self) -> None:
-        by_range, whole = self.split()
-        rt, store = self.rt, self.store
-        # a few chunks with few points: waking another thread costs more than it saves
-        small = not store.latency_bound and len(self.groups) <= SMALL_READ and len(self.groups.order) <= SMALL_POINTS
+        rt, store, small = self.rt, self.store, self.small
+        rest = list(range(len(self.groups)))
+        rest = self.from_shards(rest) if local_shards(store) is not None else self.from_files(rest)
+        by_range, whole = self.split(rest)
         if by_range:
             rt.run(self.ranged, by_range, 1 if small else rt.workers_for_cpu)
         if not whole:

@@ -160,6 +160,7 @@ def test_many_points_match_truth(volumes, monkeypatch, rng, name, with_c, ranged
     if not with_c:
         monkeypatch.setenv(_cseg_api.DISABLE_ENV, "1")
     monkeypatch.setattr(P, "RANGED_BYTES", ranged_bytes)
+    monkeypatch.setattr(P, "FILE_RANGED_BYTES", ranged_bytes)  # with_c: from the files; else the store's ranges
     url, truth = volumes[name]
     vol = cvl.Volume(url, bounded=False)
     lo, hi = np.asarray(vol.bounds.minpt), np.asarray(vol.bounds.maxpt)
@@ -197,6 +198,7 @@ def test_many_points_in_a_missing_chunk(tmp_path, rng):
 @pytest.mark.parametrize("ranged_bytes", [0, 1 << 40])
 def test_truncated_raw_chunk_is_an_error_either_way(tmp_path, rng, monkeypatch, ranged_bytes):
     monkeypatch.setattr(P, "RANGED_BYTES", ranged_bytes)
+    monkeypatch.setattr(P, "FILE_RANGED_BYTES", ranged_bytes)
     truth = random_volume((32, 32, 16, 1), "uint16", rng)
     url = fixture_write(tmp_path / "v", truth, chunk=(16, 16, 16))
     path = tmp_path / "v" / "4_4_40" / "0-16_16-32_0-16"
