@@ -5,10 +5,9 @@ chunks known before the timer) and no per-chunk Python beyond one call.
 - plain raw and compressed_segmentation files: per chunk the cheaper of the points' bytes read
   by ``pread`` (the C batch reader cvl uses, ``point_files.read_batch``) and the file read whole
   and looked up, as cvl chooses; chunks split over two threads;
-- sharded, gzip'd: each touched shard file read whole, then each touched chunk inflated with
-  libdeflate as far as its points need (raw: the largest offset; compressed_segmentation: the
-  whole stream, whose header must be read before its blocks) and its values taken, chunks
-  split over two threads.
+- sharded, gzip'd: each touched shard file read whole, then each touched chunk inflated whole
+  with libdeflate (CRC-checked, as cvl reads it: a prefix could not be checked) and its values
+  taken, chunks split over two threads.
 
 What it leaves out (opening a Volume, parsing info, grouping the points, starting threads) is
 what a system must add; a system at 0.8x the floor spends 25% on top of the bytes work.
@@ -97,12 +96,10 @@ def floor_system(workers: int = 2):
             g, stored = item
             s, e = groups.splits[g], groups.splits[g + 1]
             offs = groups.offsets[s:e]
+            data = inflater.inflate(stored, "floor")  # whole, CRC-checked, as cvl reads it
             if raw:
-                need = (int(offs.max()) + 1) * 8
-                data = inflater.inflate(stored, need, "floor")
-                out[groups.order[s:e]] = np.frombuffer(data, "<u8", count=need // 8).take(offs)
+                out[groups.order[s:e]] = np.frombuffer(data, "<u8").take(offs)
             else:
-                data = inflater.inflate(stored, None, "floor")
                 spec = ChunkSpec((*sc.chunk_size, 1), np.dtype(np.uint64), sc, "floor")
                 out[groups.order[s:e]] = cseg.decode_offsets(data, spec, offs)[:, 0]
 
