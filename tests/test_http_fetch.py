@@ -178,6 +178,12 @@ class ScriptedServer:
             threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
 
     def _serve(self, conn: socket.socket) -> None:
+        try:
+            self._answer(conn)
+        except (ConnectionResetError, BrokenPipeError):
+            pass  # the client hung up on an answer it had no use for (chunked framing, say)
+
+    def _answer(self, conn: socket.socket) -> None:
         buf = b""
         with conn:
             while True:
@@ -451,3 +457,24 @@ def test_useless_answers_pause_streaming(faulty_http_server: RangeHTTPServer, fi
     fast.off_until = 0.0  # the pause is over
     assert dict(store.iter_get(keys)) == {k: files["/" + k] for k in keys}
     assert fast.stats["streamed"] == len(keys)
+
+
+def test_answer_heads_the_fetcher_takes_and_the_ones_it_hands_back() -> None:
+    """parse_head (stores/http_answer.py): the common answer parsed, repeated headers joined,
+    HTTP/1.0 and ``Connection: close`` seen; every other framing is Unusual (done again the
+    careful way), never guessed at."""
+    from cloudvolume_lite.stores.http_answer import Unusual, parse_head
+
+    head = parse_head(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-A: 1\r\nx-a: 2\r\nETag: \"e\"", 2)
+    assert (head.reply.status, head.reply.reason, head.length, head.closing) == (200, "OK", 5, False)
+    assert head.reply.headers == {"content-length": "5", "x-a": "1, 2", "etag": '"e"'}
+    assert parse_head(b"HTTP/1.0 200 OK\r\nContent-Length: 0", 0).closing
+    assert not parse_head(b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 0", 0).closing
+    assert parse_head(b"HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 3", 0).closing
+    assert parse_head(b"HTTP/1.1 304 Not Modified\r\nETag: \"e\"", 0).length == 0
+    for bad, rest in [(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked", 0), (b"HTTP/1.1 200 OK", 0),
+                      (b"HTTP/1.1 200 OK\r\nContent-Length: x", 0), (b"HTTP/1.1 200 OK\r\nContent-Length: 2", 3),
+                      (b"HTTP/1.1 304 Not Modified", 1), (b"HTTP/1.1 100 Continue", 0), (b"SPDY/3 200 OK", 0),
+                      (b"HTTP/1.1 200 OK\r\nno colon here\r\nContent-Length: 1", 0)]:
+        with pytest.raises(Unusual):
+            parse_head(bad, rest)

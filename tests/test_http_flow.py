@@ -146,3 +146,39 @@ def test_window_samples_do_not_grow_it() -> None:
     assert w.size == 8 and w.least_first_byte() == 0.1
     w.healthy(0.3)
     assert w.size == 9 and w.least_first_byte() == 0.1
+
+
+def test_queueing_at_the_server_does_not_pass_for_latency(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A server that answers one request at a time: once every request waits behind others,
+    each first byte is mostly queue. The latency stays the quickest first byte of the last
+    LATENCY_SPAN seconds (before: of the last 64 answers, so 2 ms became 30 ms, which asked for
+    sixteen times the requests in flight, which made the queue longer still)."""
+    from cloudvolume_lite.stores import window as window_module
+
+    clock = [100.0]
+    monkeypatch.setattr(window_module.time, "monotonic", lambda: clock[0])
+    w = Window(limit=512, initial=16)
+    w.sample(0.002)  # the info's careful read, nothing queued yet
+    for _ in range(200):
+        clock[0] += 0.001
+        w.healthy(0.03)
+    assert w.least_first_byte() == 0.002
+    f = Fetcher("http", LOOPBACK, 1, {}, (2, 5), limit=512)
+    f.window = w
+    assert f.wanted(262_144) == MIN_IN_FLIGHT * 2 - 1  # 31 for 2 ms, not 458 for 30 ms
+    clock[0] += window_module.LATENCY_SPAN + 1  # a server that really got slower is followed, later
+    w.healthy(0.05)
+    assert w.least_first_byte() == 0.05
+
+
+def test_the_first_wave_takes_the_guess_itself_where_round_trips_are_short() -> None:
+    """Before any body is seen, requests in flight are sized for a quarter of the guessed body
+    (a compressed chunk is smaller than its decoded size): but under SHORT_LATENCY a round trip
+    to learn the real sizes costs little, and four times the connections do not."""
+    from cloudvolume_lite.stores.window import SHORT_LATENCY
+
+    b = Bodies(lambda: 100, guess=1 << 20)
+    assert b.least(None) == b.least(0.1) == (1 << 20) / 4
+    assert b.least(SHORT_LATENCY / 2) == 1 << 20
+    b.seen(1000)
+    assert b.least(SHORT_LATENCY / 2) == b.least(0.1) == 1000

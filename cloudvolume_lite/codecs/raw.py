@@ -137,19 +137,28 @@ def _decode_into(data: bytes, spec: ChunkSpec, lo, hi, channels: slice, out: np.
     the GIL (one row copy at a time; numpy's strided copy of 64-byte rows costs about twice as
     much). False, leaving it to :func:`decode`, where ``out`` is not a little-endian
     Fortran-ordered array of the chunk's type."""
-    if len(data) != spec.nbytes:
+    ex, ey, ez, nc = spec.shape
+    dtype = spec.dtype
+    isz = dtype.itemsize
+    if len(data) != ex * ey * ez * nc * isz:
         raise spec.error(f"has {len(data)} bytes, expected {spec.nbytes}")
-    if not (out.flags.f_contiguous and out.dtype.isnative and np.little_endian and out.dtype == spec.dtype):
+    if not (_LITTLE and out.flags.f_contiguous and out.dtype == dtype and out.dtype.isnative):
         return False
-    ex, ey, ez, _ = spec.shape
-    isz = spec.dtype.itemsize
-    n = tuple(h - l for l, h in zip(lo, hi))
+    x0, y0, z0 = lo
+    x1, y1, z1 = hi
+    n = (x1 - x0, y1 - y0, z1 - z0)
     sx, sy, sz, sc = out.strides
+    strides = (sx, sy, sz)
     base = dst_lo[0] * sx + dst_lo[1] * sy + dst_lo[2] * sz
+    lo = (x0, y0, z0)
+    plane = ez * ey * ex * isz
     for k, c in enumerate(range(channels.start, channels.stop, channels.step)):
-        _paste_bytes(data, c * ez * ey * ex * isz, ex, ey, ez, tuple(lo), n, (1, 1, 1), isz, out, base + k * sc,
-                     (sx, sy, sz))
+        _paste_bytes(data, c * plane, ex, ey, ez, lo, n, _UNIT, isz, out, base + k * sc, strides)
     return True
+
+
+_LITTLE = np.little_endian
+_UNIT = (1, 1, 1)
 
 
 #: :func:`_decode_into` where the C extension is built, else None (read.py then decodes and

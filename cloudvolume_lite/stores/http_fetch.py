@@ -18,13 +18,18 @@ copy was tried: it cost more CPU than the copy, and stalled the senders.) Idle c
 kept between calls; each call owns the connections it uses.
 
 How many requests are in flight is what the server's latency needs (:meth:`Fetcher.wanted`:
-enough to keep the network busy through two of its quickest first-byte times; a careful
-request's, the volume's ``info`` say, counts), within a window that closes on overload
+enough to keep the network busy through two of its quickest first-byte times of the last few
+seconds; a careful request's, the volume's ``info`` say, counts), within a window that closes on overload
 (:class:`~.window.Window`): fewer when the server refuses, resets, throttles or leaves a
 request unanswered far longer than usual. Such a stuck request is sent again on a
 fresh connection (twice at most). A request that takes longer than ``deadline`` in all, even
 while bytes trickle in, fails for good (``Failure.final``): sending it again would only wait
 as long again.
+
+The loop never lets the network wait on itself: a big first wave is sent a few requests at a
+time, with what has come taken in between (:data:`START_BURST`); a connection whose answer is
+in takes its next request before that answer is handed on; and a new plain connection sends
+its request at once (on loopback it is open by the time ``connect`` returns).
 """
 
 from __future__ import annotations
@@ -37,13 +42,15 @@ import ssl
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator
 
-from .window import Bodies, Window
+from .http_answer import MAX_HEAD, Failure, Reply, origin, parse_head
+from .http_answer import Conn as _Conn
+from .http_answer import Broken as _Broken
+from .http_answer import Unusual as _Unusual
+from .window import CONNECT_STUCK_FLOOR, STUCK_FLOOR, Bodies, Window
 
-MAX_HEAD = 64 * 1024  # an answer's status line and headers, at most
-_HEAD_READ = 16 * 1024  # headers are small; the body goes straight into its buffer
+_HEAD_READ = 4096  # headers are small (S3's about 1 KiB); the body goes straight into its buffer
 _STALE = "stale keep-alive connection"
 _WOULD_BLOCK = (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError, InterruptedError)
 #: answers that say "too much, slow down" (S3's SlowDown is a 503)
@@ -65,75 +72,13 @@ RECEIVE_FLOOR = 4 << 20
 LINK_BYTES_PER_S = 2e9
 #: ``_step``'s answer for an answer whose body must wait for room
 _WAIT = -1
-
-
-@dataclass
-class Reply:
-    """An answer: status, headers (names lower-cased, repeats joined by ", ") and body. The
-    store takes the object's generation from the headers (``etag``, ``last-modified``, ...)."""
-
-    status: int
-    reason: str
-    headers: dict[str, str]
-    body: bytes | bytearray
-
-
-@dataclass
-class Failure:
-    """No usable answer; ``reason`` says why. The caller retries the slow way, unless
-    ``final``: the request ran out of time in all (see ``Fetcher``'s ``deadline``)."""
-
-    reason: str
-    final: bool = False
-
-
-def origin(scheme: str, host: str, port: int | None) -> str:
-    """``scheme://host[:port]``, the port left out when it is the scheme's default and an IPv6
-    host in brackets: one spelling per origin, so two can be compared as strings."""
-    default = 443 if scheme == "https" else 80
-    host = f"[{host}]" if ":" in host else host.lower()
-    return f"{scheme}://{host}" if port in (None, default) else f"{scheme}://{host}:{port}"
-
-
-class _Conn:
-    """One connection and the request it carries."""
-
-    __slots__ = ("sock", "reused", "state", "events", "tag", "request", "out", "head", "body", "got", "length",
-                 "rest", "held", "reply", "result", "deadline", "closing", "bodies", "sent_at", "born", "first_byte",
-                 "resends", "overload")
-
-    def __init__(self, sock: socket.socket, reused: bool, state: str):
-        self.sock = sock
-        self.reused = reused
-        self.state = state  # "connect", "handshake", "send", "head", "wait", "body", "done"
-        self.events = 0  # what the selector watches for (0: not registered)
-        self.tag: object = None
-        self.request: tuple[str, dict[str, str]] = ("", {})
-        self.out = memoryview(b"")
-        self.head = bytearray()
-        self.body: bytearray | None = None
-        self.got = 0
-        self.length = 0  # the body's Content-Length
-        self.rest: bytes | bytearray = b""  # of an answer waiting for room: its body's bytes read with the head
-        self.held = 0  # bytes of the call's budget this body holds
-        self.reply: Reply | None = None
-        self.result: Reply | Failure | None = None
-        self.deadline = 0.0
-        self.closing = False  # the server said it closes the connection after this answer
-        self.bodies: Bodies | None = None  # the call's budget and reusable buffers
-        self.sent_at = 0.0  # time.monotonic() when this try of the request was sent
-        self.born = 0.0  # ... and when its first try was (the deadline counts from there)
-        self.first_byte = 0.0  # ... and when its answer began (0: not yet)
-        self.resends = 0  # how often this request was sent again after getting stuck
-        self.overload = True  # whether a failure here is a sign of overload (not of odd framing)
-
-
-class _Broken(Exception):
-    """This connection cannot carry the request any further."""
-
-
-class _Unusual(_Broken):
-    """An answer the fetcher does not handle (chunked framing, say): no sign of overload."""
+#: requests begun at most between two looks at what has come: opening a few hundred
+#: connections takes a loaded machine 100 ms and more, and the first answers should not wait
+START_BURST = 16
+#: the requests in flight are looked over for their time limits at least this often while any
+#: is in flight (seconds), and when the soonest limit of one comes, not after every wake-up
+#: (with hundreds in flight that is hundreds of checks each time)
+SCAN_EVERY = 0.05
 
 
 class Fetcher:
@@ -180,7 +125,9 @@ class Fetcher:
         :data:`LINK_BYTES_PER_S`), at least :data:`MIN_IN_FLIGHT`; ``initial`` before any answer.
         More would only wait: on loopback, 128 requests of 2 MB in flight took 1.7x the CPU of 16
         (their bodies fill the kernel's buffers and the caches)."""
-        latency = self.window.least_first_byte()
+        return self._wanted(self.window.least_first_byte(), body)
+
+    def _wanted(self, latency: float | None, body: float) -> int:
         if latency is None:
             return self.initial
         return max(MIN_IN_FLIGHT, math.ceil(2 * latency * LINK_BYTES_PER_S / max(1.0, body)))
@@ -303,54 +250,59 @@ class Fetcher:
                 advance(conn)
 
         def room() -> bool:
-            return len(busy) < 2 or (len(busy) < self.wanted(bodies.least())
-                                     and (len(busy) + 1) * bodies.likely() <= PROMISE_FACTOR * self.max_bytes)
+            if len(busy) < 2:
+                return True
+            latency = window.least_first_byte()
+            return (len(busy) < self._wanted(latency, bodies.least(latency))
+                    and (len(busy) + 1) * bodies.likely() <= PROMISE_FACTOR * self.max_bytes)
 
         def give_up(conn: _Conn, failure: Failure) -> None:
             self._close(conn, sel)
             conn.result = failure
             finish(conn)
 
+        next_scan = [0.0]  # when the requests in flight are next looked over for their time limits
+
+        def start() -> Iterator[tuple[object, Failure]]:
+            """Send requests while there is room, at most START_BURST; a connection that cannot
+            be made is yielded as a Failure. Whether the burst filled it."""
+            started = 0
+            # another call may hold every slot: wait for one only when there is nothing to do
+            while started < START_BURST and more() and room() and window.acquire(blocking=not busy and not done):
+                tag, path, headers, first_sent, resends = todo.popleft()
+                conn = self._connection()
+                if isinstance(conn, Failure):
+                    window.release()
+                    window.congested(time.monotonic())
+                    yield tag, conn
+                    continue
+                self._start(conn, tag, path, headers, bodies)
+                conn.born, conn.resends = first_sent or conn.sent_at, resends
+                busy.add(conn)
+                started += 1
+                advance(conn)
+                # the soonest its time limits can come (the stuck ones have floors)
+                next_scan[0] = min(next_scan[0], conn.deadline,
+                                   conn.sent_at + (CONNECT_STUCK_FLOOR if conn.state == "connect" else STUCK_FLOOR))
+            return started == START_BURST
+
         try:
             while more() or busy or done:  # (resume() may finish answers after the last yield)
-                # another call may hold every slot: wait for one only when there is nothing to do
-                while more() and room() and window.acquire(blocking=not busy and not done):
-                    tag, path, headers, first_sent, resends = todo.popleft()
-                    conn = self._connection()
-                    if isinstance(conn, Failure):
-                        window.release()
-                        window.congested(time.monotonic())
-                        yield tag, conn
-                        continue
-                    self._start(conn, tag, path, headers, bodies)
-                    conn.born, conn.resends = first_sent or conn.sent_at, resends
-                    busy.add(conn)
-                    advance(conn)
+                burst = yield from start()
                 if busy and not done:
-                    stuck = window.stuck_after()
-                    stuck_open = window.connect_stuck_after()
-                    wait = max(0.0, min(self._next_check(c, stuck, stuck_open) for c in busy) - time.monotonic())
+                    # more to send: only take in what has come, so that the first answers are read
+                    # (and handed on) while the rest of a big first wave is still being sent
+                    sending = burst and more() and room()
+                    wait = 0.0 if sending else max(0.0, next_scan[0] - time.monotonic())
                     for key, _ in sel.select(min(wait, 3600.0)):
                         advance(key.data)
                     now = time.monotonic()
-                    lost: list[float] = []  # when the requests found stuck in this pass were sent
-                    for conn in [c for c in busy if self._next_check(c, stuck, stuck_open) <= now]:
-                        if self.deadline is not None and now - conn.born >= self.deadline:
-                            give_up(conn, Failure(f"no complete answer within {self.deadline:g} s (in {conn.state}, "
-                                                  f"{conn.got} bytes of the body so far)", final=True))
-                        elif conn.deadline <= now:
-                            give_up(conn, Failure(f"no answer within {self._limit(conn):g} s (while in {conn.state})"))
-                        elif conn.resends < _RESENDS:  # stuck: overload; send it again on a fresh connection
-                            self._close(conn, sel)
-                            busy.discard(conn)
-                            window.release()
-                            lost.append(conn.sent_at)
-                            todo.appendleft((conn.tag, *conn.request, conn.born, conn.resends + 1))
-                        else:
-                            give_up(conn, Failure(f"no answer after {now - conn.born:.1f} s, sent {_RESENDS + 1} "
-                                                  "times, while answers usually come much sooner"))
-                    if lost:
-                        window.stuck(max(lost), len(lost))
+                    if now >= next_scan[0]:
+                        next_scan[0] = self._scan(busy, now, sel, give_up, todo)
+                    # the connections just freed take their next requests before the answers
+                    # are handed on: the server works on them while the caller decodes
+                    if done:
+                        yield from start()
                 finished, done = done, []
                 for conn in finished:
                     if isinstance(conn.result, Failure) and conn.result.reason == _STALE:
@@ -368,6 +320,38 @@ class Fetcher:
                 window.release()
             sel.close()
             self.peak_bytes = max(self.peak_bytes, bodies.peak)
+
+    def _scan(self, busy: set[_Conn], now: float, sel: selectors.BaseSelector, give_up: Callable[[_Conn, Failure], None],
+              todo: deque) -> float:
+        """Look over the requests in flight for their time limits: one past its deadline in all
+        fails for good, one silent past its read timeout fails, one stuck (no first byte long
+        after answers usually come) is sent again on a fresh connection; returns when to look
+        next (at most :data:`SCAN_EVERY` from now: the stuck limits move as answers come)."""
+        window = self.window
+        stuck, stuck_open = window.stuck_after(), window.connect_stuck_after()
+        lost: list[float] = []  # when the requests found stuck in this pass were sent
+        soonest = now + SCAN_EVERY
+        for conn in list(busy):
+            t = self._next_check(conn, stuck, stuck_open)
+            if t > now:
+                soonest = min(soonest, t)
+            elif self.deadline is not None and now - conn.born >= self.deadline:
+                give_up(conn, Failure(f"no complete answer within {self.deadline:g} s (in {conn.state}, "
+                                      f"{conn.got} bytes of the body so far)", final=True))
+            elif conn.deadline <= now:
+                give_up(conn, Failure(f"no answer within {self._limit(conn):g} s (while in {conn.state})"))
+            elif conn.resends < _RESENDS:  # stuck: overload; send it again on a fresh connection
+                self._close(conn, sel)
+                busy.discard(conn)
+                window.release()
+                lost.append(conn.sent_at)
+                todo.appendleft((conn.tag, *conn.request, conn.born, conn.resends + 1))
+            else:
+                give_up(conn, Failure(f"no answer after {now - conn.born:.1f} s, sent {_RESENDS + 1} "
+                                      "times, while answers usually come much sooner"))
+        if lost:
+            window.stuck(max(lost), len(lost))
+        return soonest
 
     def _next_check(self, conn: _Conn, stuck: float | None, stuck_open: float | None) -> float:
         """When ``conn`` must be looked at even if nothing arrives: its silence limit, its
@@ -424,13 +408,15 @@ class Fetcher:
     def _advance(self, conn: _Conn, sel: selectors.BaseSelector) -> None:
         """Move ``conn`` on as far as it goes without blocking; set ``conn.result`` when done."""
         try:
-            if conn.state == "connect" and self._connected(conn):
-                conn.state = "send"
-                self.window.connected(time.monotonic() - conn.sent_at)
-                if self._tls is not None:
-                    self._unwatch(conn, sel)  # wrapping moves the descriptor to a new socket object
-                    conn.sock = self._tls.wrap_socket(conn.sock, server_hostname=self.host, do_handshake_on_connect=False)
-                    conn.state = "handshake"
+            if conn.state == "connect" and self._tls is None and not conn.events:
+                # a plain connection just begun: sending at once says whether it is open (on
+                # loopback it is by now), which saves a wait for the selector and three calls
+                if not self._send_first(conn):
+                    self._watch(conn, sel, selectors.EVENT_WRITE)
+                    conn.deadline = time.monotonic() + self._limit(conn)
+                    return
+            elif conn.state == "connect" and self._connected(conn):
+                self._opened(conn, sel)
             want = self._step(conn)
         except (_Broken, OSError) as e:
             # a kept-alive connection the server closed meanwhile: not a failure, just reconnect
@@ -453,6 +439,31 @@ class Fetcher:
             conn.sock.close()
         else:
             self._give_back(conn.sock)
+
+    def _opened(self, conn: _Conn, sel: selectors.BaseSelector) -> None:
+        """``conn``'s connection has just opened: on to sending (or the TLS handshake)."""
+        conn.state = "send"
+        self.window.connected(time.monotonic() - conn.sent_at)
+        if self._tls is not None:
+            self._unwatch(conn, sel)  # wrapping moves the descriptor to a new socket object
+            conn.sock = self._tls.wrap_socket(conn.sock, server_hostname=self.host, do_handshake_on_connect=False)
+            conn.state = "handshake"
+
+    def _send_first(self, conn: _Conn) -> bool:
+        """Try the first send on a plain connection being opened: True when it went (the
+        connection is open), False while it is still opening; raises when it failed."""
+        try:
+            n = conn.sock.send(conn.out)
+        except _WOULD_BLOCK:
+            return False
+        except OSError as e:
+            if e.errno == errno.ENOTCONN:  # some systems say so while the connect is under way
+                return False
+            raise _Broken(f"connect to {self.host}:{self.port}: {type(e).__name__}: {e}") from None
+        conn.state = "send"
+        self.window.connected(time.monotonic() - conn.sent_at)
+        conn.out = conn.out[n:]
+        return True
 
     def _connected(self, conn: _Conn) -> bool:
         """Whether a non-blocking connect has finished (raises if it failed)."""
@@ -482,6 +493,8 @@ class Fetcher:
                         return selectors.EVENT_WRITE
                     conn.out = conn.out[n:]
                 conn.state = "head"
+                # no answer can be there yet: asking would only cost a failed recv
+                return selectors.EVENT_READ
             if conn.state == "head":
                 end = self._read_head(conn)
                 if end < 0:
@@ -532,6 +545,7 @@ class Fetcher:
         body, n = conn.body, conn.length
         assert body is not None and conn.reply is not None
         view = memoryview(body)
+        plain = self._tls is None  # a TLS socket may hold decrypted bytes the selector cannot see
         while conn.got < n:
             try:
                 k = conn.sock.recv_into(view[conn.got:])
@@ -540,6 +554,10 @@ class Fetcher:
             if not k:
                 raise _Broken(f"body cut short at {conn.got} of {n} bytes")
             conn.got += k
+            if plain and conn.got < n:
+                # a plain socket gives all it holds at once: it is empty now, and asking again
+                # would only fail (the selector says when more has come)
+                return selectors.EVENT_READ
         conn.reply.body = body
         conn.state = "done"
         return 0
@@ -547,39 +565,11 @@ class Fetcher:
     def _parse_head(self, conn: _Conn, end: int) -> bytes | bytearray:
         """Parse the head ending at ``end``; set ``conn.reply`` (its body ``b""`` so far) and
         ``conn.length`` (0 for a bodiless answer) and return the body's bytes read with it."""
-        lines = bytes(conn.head[:end]).decode("latin-1").split("\r\n")
         rest = conn.head[end + 4:]
-        parts = lines[0].split(" ", 2)
-        if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or not parts[1].isdigit():
-            raise _Unusual(f"not an HTTP/1.x answer: {lines[0][:80]!r}")
-        status = int(parts[1])
-        if 100 <= status < 200:
-            raise _Unusual(f"interim answer {status}")  # never asked for; the slow path copes
-        headers: dict[str, str] = {}
-        for line in lines[1:]:
-            name, sep, value = line.partition(":")
-            if not sep:
-                raise _Unusual(f"malformed header line {line[:80]!r}")
-            name, value = name.strip().lower(), value.strip()
-            headers[name] = f"{headers[name]}, {value}" if name in headers else value
-        keep = headers.get("connection", "").lower()
-        conn.closing = keep == "close" or (parts[0] == "HTTP/1.0" and keep != "keep-alive")
-        conn.reply = Reply(status, parts[2] if len(parts) > 2 else "", headers, b"")
-        conn.body, conn.length = None, 0
-        if status in (204, 304):  # no body (length 0)
-            if rest:
-                raise _Unusual("bytes after a bodiless answer")
-            return rest
-        if "transfer-encoding" in headers or "content-length" not in headers:
-            raise _Unusual("answer framed without Content-Length")
-        try:
-            length = int(headers["content-length"])
-        except ValueError:
-            raise _Unusual(f"bad Content-Length {headers['content-length']!r}") from None
-        if length < 0 or len(rest) > length:
-            raise _Unusual("answer longer than its Content-Length")
-        conn.length = length
-        conn.bodies.seen(length)  # type: ignore[union-attr]
+        conn.reply, conn.closing, conn.length = parse_head(bytes(conn.head[:end]), len(rest))
+        conn.body = None
+        if conn.length:
+            conn.bodies.seen(conn.length)  # type: ignore[union-attr]
         return rest
 
 
@@ -592,4 +582,4 @@ def _writable(sock: socket.socket) -> bool:
         return False
 
 
-__all__ = ["Failure", "Fetcher", "Reply"]
+__all__ = ["Failure", "Fetcher", "Reply", "origin"]

@@ -10,8 +10,9 @@ from __future__ import annotations
 import os
 import threading
 import time
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from typing import TYPE_CHECKING, Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from queue import Empty, SimpleQueue
+from typing import TYPE_CHECKING, Callable, Iterator
 
 from ..errors import StoreError
 from .http_fetch import Failure, Fetcher, Reply
@@ -94,8 +95,10 @@ class FastGets:
         :data:`REDO` or a :class:`Later`; failures and REDOs go to ``redo(key)``, whose errors
         are raised here. ``finish`` must copy what it keeps: the reply's buffer is reused.
         With a ``runtime``, the careful re-requests run on its ``fetch`` lane and the finishing
-        work on its ``cpu`` lane (else on lanes of this object's own). ``redo_until(key, until)``, when given, is used instead of ``redo`` and told when the
-        key's time (the fetcher's ``deadline``, counted from its first try) runs out. A key
+        work on its ``cpu`` lane (else on lanes of this object's own); while the answers waiting
+        for that work pass the fetcher's ``max_bytes``, no more are taken in (they wait in the
+        kernel). ``redo_until(key, until)``, when given, is used instead of ``redo`` and told when
+        the key's time (the fetcher's ``deadline``, counted from its first try) runs out. A key
         that ran out of time on the fetcher is a :class:`StoreError` naming ``describe(key)``.
 
         If the first :data:`GIVE_UP` answers are all failures or REDOs (a proxy that refuses us,
@@ -105,10 +108,17 @@ class FastGets:
         """
         assert self.fetcher is not None
         pending: dict[Future, tuple[str, bool]] = {}  # future -> (key, is it a redo)
+        # futures as they finish: taking them costs the same however many are pending (asking
+        # each pending one whether it is done, or wait() on all, cost time in their number,
+        # and a fast network leaves hundreds of chunks pending for the decoders)
+        finished: SimpleQueue[Future] = SimpleQueue()
+        later = [0]  # bytes of the answers whose Laters are pending
+        held: dict[Future, int] = {}  # a pending Later -> the bytes of its answer
         answered: set[str] = set()
         tally = [0, 0]  # this call's keys streamed, redone
         deadline = self.fetcher.deadline
         sent: dict[str, float] = {}  # key -> when its first try went out
+        budget = self.fetcher.max_bytes
 
         def ask(key: str) -> tuple[str, str, dict[str, str]]:
             sent[key] = time.monotonic()
@@ -123,24 +133,38 @@ class FastGets:
             until = None if deadline is None else sent.get(key, time.monotonic()) + deadline
             return slow().submit(redo_until, key, until)
 
-        def settle(key: str, value: object) -> Iterator[tuple[str, Versioned | None]]:
+        def track(f: Future, key: str, was_redo: bool) -> None:
+            pending[f] = (key, was_redo)
+            f.add_done_callback(finished.put)
+
+        def settle(key: str, value: object, size: int = 0) -> Iterator[tuple[str, Versioned | None]]:
             if isinstance(value, Later):
-                pending[work().submit(value.fn)] = (key, False)
+                f = work().submit(value.fn)
+                later[0] += size
+                held[f] = size
+                track(f, key, False)
             elif value is REDO:
                 self._count("redone")
                 tally[1] += 1
-                pending[again(key)] = (key, True)
+                track(again(key), key, True)
             else:
                 self._count("streamed")
                 tally[0] += 1
                 yield key, value  # type: ignore[misc]
 
-        def collect(done: Iterable[Future]) -> Iterator[tuple[str, Versioned | None]]:
-            for f in done:
+        def collect(block: bool) -> Iterator[tuple[str, Versioned | None]]:
+            """What has finished (``block``: wait for one first)."""
+            while pending:
+                try:
+                    f = finished.get() if block else finished.get_nowait()
+                except Empty:
+                    return
+                block = False
                 key, was_redo = pending.pop(f)
                 if was_redo:
                     yield key, f.result()
                 else:
+                    later[0] -= held.pop(f, 0)
                     yield from settle(key, f.result())
 
         fetch = self.fetcher.fetch((ask(k) for k in keys), expected_bytes)
@@ -151,7 +175,10 @@ class FastGets:
                     name = describe(key) if describe is not None else key  # type: ignore[arg-type]
                     raise StoreError(f"GET {name} failed: {answer.reason}; the server sends too slowly: try again "
                                      "later, or allow more time with Volume(..., timeout=SECONDS)")
-                yield from settle(key, finish(key, answer) if isinstance(answer, Reply) else REDO)  # type: ignore[arg-type]
+                if isinstance(answer, Reply):
+                    yield from settle(key, finish(key, answer), len(answer.body))  # type: ignore[arg-type]
+                else:
+                    yield from settle(key, REDO)  # type: ignore[arg-type]
                 if tally[1] >= GIVE_UP and not tally[0]:
                     self.off_until = time.monotonic() + PAUSE
                     fetch.close()
@@ -159,10 +186,12 @@ class FastGets:
                         if k not in answered:
                             yield from settle(k, REDO)
                     break
-                yield from collect([f for f in pending if f.done()])
+                yield from collect(False)
+                # the decoders are far behind: the answers wait in the kernel, not in memory
+                while later[0] > budget:
+                    yield from collect(True)
             while pending:
-                done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                yield from collect(done)
+                yield from collect(True)
         finally:
             fetch.close()
             for f in pending:
