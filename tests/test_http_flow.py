@@ -70,7 +70,10 @@ def test_a_decoded_size_guess_does_not_shrink_the_first_wave(faulty_http_server:
     assert f.wanted(2 << 20) < 64 <= f.wanted((2 << 20) / 4)
     faulty_http_server.reset_log()
     assert _fetch_all(f, objs, 2 << 20) == objs
-    assert len(faulty_http_server.log.peers) >= 64  # all in flight at once
+    # all in flight at once, far above the 19 the guess alone allows; requests go out in bursts
+    # with answers taken between, so on a loaded machine a connection freed before the last
+    # burst is reused (a fresh-clone CI run saw 63)
+    assert len(faulty_http_server.log.peers) >= 48
 
 
 def test_bodies_received_at_once_follow_the_round_trip() -> None:
