@@ -17,28 +17,11 @@ import pytest
 
 import cloudvolume_lite as cvl
 from cloudvolume_lite.transfer import copy_volume
+from fixtures_cluster import client, cluster  # noqa: F401 - fixtures
 from fixtures_servers import Faults, RangeHTTPServer
 
 pytest.importorskip("distributed")
 from scipy import ndimage  # a test dependency: the oracle
-
-
-@pytest.fixture(scope="module")
-def cluster():
-    from dask.distributed import LocalCluster
-
-    c = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None,
-                     silence_logs=50)
-    yield c
-    c.close()
-
-
-@pytest.fixture
-def client(cluster):
-    from dask.distributed import Client
-
-    with Client(cluster) as c:
-        yield c
 
 
 def _files(root: Path) -> dict[str, bytes]:

@@ -27,35 +27,16 @@ import numpy as np
 import pytest
 
 import cloudvolume_lite as cvl
+from fixtures_cluster import DEADLINE, client, cluster  # noqa: F401 - fixtures
 from fixtures_servers import Faults, RangeHTTPServer
 
 pytest.importorskip("distributed")
 from scipy import ndimage  # a test dependency: the oracle
 
-DEADLINE = 60.0  # seconds: generous, for a loaded 2-core machine; the jobs take a few
 PYRAMID = [sys.executable, "-m", "cloudvolume_lite.cli", "pyramid"]
 SHAPE, CHUNK = (128, 128, 128), 8  # mip 1: 512 chunks, mip 2: 64, a few seconds on 2 workers
 MIP_DIRS = {1: "2_2_2", 2: "4_4_4"}
 CHUNKS_AT = {1: 512, 2: 64}
-
-
-@pytest.fixture(scope="module")
-def cluster():
-    from dask.distributed import LocalCluster
-
-    c = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None,
-                     silence_logs=50)
-    yield c
-    c.close()
-
-
-@pytest.fixture
-def client(cluster):
-    from dask.distributed import Client
-
-    with Client(cluster) as c:
-        c.wait_for_workers(2, timeout=DEADLINE)  # a worker an earlier test killed is back
-        yield c
 
 
 def _files(root: Path) -> dict[str, bytes]:

@@ -184,3 +184,31 @@ def test_vol_viewer_serves_the_client_and_a_state_for_the_volume(sharded_seg) ->
     finally:
         viewer.stop()
     assert stream.read() == b"\n"  # the stream ends when the server stops
+
+
+def test_a_volume_on_the_standard_library_http_server_is_served_again(tmp_path) -> None:
+    """The plainest server a user has (``python -m http.server``: no Range, no ETag handling of
+    ours) as the origin: cvl serve's answers, Range included, come from the Volume."""
+    import functools
+    import threading
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    data = np.random.default_rng(9).integers(0, 255, (40, 30, 16, 1), dtype=np.uint8)
+    cvl.Volume.from_numpy(data, f"file://{tmp_path}/plain", chunk_size=(16, 16, 16))
+
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+    origin = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(tmp_path)))
+    threading.Thread(target=origin.serve_forever, daemon=True).start()
+    try:
+        vol = cvl.Volume(f"http://127.0.0.1:{origin.server_address[1]}/plain", lru_bytes=16 << 20)
+        with VolumeServer({"plain": vol}) as srv:
+            np.testing.assert_array_equal(cvl.Volume(srv.volume_url("plain"))[...], data)
+            key = f"{vol.scales[0].key}/0-16_0-16_0-16"
+            status, _, body = _get(f"{srv.url}/plain/{key}", {"Range": "bytes=4-11"})
+            assert status == 206 and body == vol.chunk_store(0).get("0-16_0-16_0-16")[4:12]
+    finally:
+        origin.shutdown()
+        origin.server_close()
