@@ -257,14 +257,27 @@ def scale_cells(rows: Iterable[dict]) -> dict[tuple[str, str, int], dict[str, fl
     return out
 
 
+#: the systems of a points row that are peers (rows also hold "cvl before" and the "floor")
+SCALE_SYSTEMS = ("cvl", "ts F", "ts", "cv")
+
+
+def scale_rates(ms: dict[str, float]) -> dict[str, float]:
+    """Speeds (1/ms) of cvl and its peers, leaving out a baseline checkout and the floor."""
+    return {s: 1e3 / v for s, v in ms.items() if s in SCALE_SYSTEMS}
+
+
 def scale_ratios(ms: dict[str, float]) -> dict[str, float | None]:
     """Speed ratios (cvl over a peer) from milliseconds, peers being TensorStore and CloudVolume."""
-    return common.ratios({s: 1e3 / v for s, v in ms.items() if s != "cvl before"})
+    return common.ratios(scale_rates(ms))
 
 
 def scale_table(cells: dict[tuple[str, str, int], dict[str, float]], line: str, kinds: bool) -> str:
     head = (["points"] if kinds else []) + ["n points", "cvl ms", "cvl ns/point", "TensorStore, F order ms",
-                                            "TensorStore, C order ms", "CloudVolume ms", "vs ts F", bold("vs best")]
+                                            "TensorStore, C order ms", "CloudVolume ms", "vs ts F", "vs cv",
+                                            bold("vs best")]
+    floors = any("floor" in ms for (_, ln, _), ms in cells.items() if ln == line)
+    if floors:
+        head += ["floor ms", "cvl vs floor"]
     body = []
     for (kind, ln, n), ms in cells.items():
         if ln != line:
@@ -274,7 +287,9 @@ def scale_table(cells: dict[tuple[str, str, int], dict[str, float]], line: str, 
         body.append(([kind] if kinds else []) + [
             fmt_count(n), fmt_rate(cvl), fmt_rate(1e6 * cvl / n if cvl else None),
             *(fmt_rate(ms.get(s)) for s in ("ts F", "ts", "cv")), fmt_ratio(rat.get("cvl/ts F")),
-            bold(fmt_ratio(rat.get("cvl/best")))])
+            fmt_ratio(rat.get("cvl/cv")), bold(fmt_ratio(rat.get("cvl/best")))]
+            + ([fmt_rate(ms.get("floor")), fmt_ratio(cvl / ms["floor"] if cvl and ms.get("floor") else None)]
+               if floors else []))
     return md_table(head, body)
 
 
@@ -295,6 +310,9 @@ def points_scale_section(results: dict[str, dict]) -> str:
         f"{medians_of(d, ' interleaved rounds')}{cv_note}; a fresh handle and no cache each time). uniform points are spread "
         "over the volume, clustered ones lie in a 128³ box (8 chunks). Ratios are cvl's speed over the "
         "peer's; **vs best** is against the fastest of TensorStore (either order) and CloudVolume."
+        + (" floor ms is `points_floor.py`'s bytes work alone on both cores (no open, no grouping of the "
+           "points), and cvl vs floor cvl's time over it: 1.00 is at the floor, lower is better."
+           if any("floor" in ms for ms in cells.values()) else "")
     ) + quick_note(d)
     for line in lines:
         text += f"\n\n**{line}**\n\n" + scale_table(cells, line, kinds)
@@ -306,7 +324,7 @@ def points_scale_behind(results: dict[str, dict]) -> list[str]:
     for (kind, line, n), ms in scale_cells((results.get("points_scale.json") or {}).get("rows") or []).items():
         r = scale_ratios(ms).get("cvl/best")
         if r is not None and r < 1 - LEVEL:
-            bp = common.best_peer({s: 1e3 / v for s, v in ms.items() if s != "cvl before"})[0]
+            bp = common.best_peer(scale_rates(ms))[0]
             items.append(f"- **{line}, {fmt_count(n)} {kind} points** (points at scale): "
                          f"{fmt_ratio(r)}× {LABELS.get(bp, bp)}.")
     return items

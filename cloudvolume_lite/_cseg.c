@@ -27,7 +27,96 @@ static const char *channel(const uint32_t *w, Py_ssize_t nwords, Py_ssize_t nc, 
     return NULL;
 }
 
-/* returns NULL on success, else a static message */
+/* one value of a block's table (wpv words per value), as the output's item */
+static inline void put_value(char *out, Py_ssize_t o, const uint32_t *v, Py_ssize_t wpv) {
+    if (wpv == 1) {
+        ((uint32_t *)out)[o] = v[0];
+    } else {
+        uint64_t x;
+        memcpy(&x, v, 8); /* the table's two little-endian words are the value's 8 bytes */
+        ((uint64_t *)out)[o] = x;
+    }
+}
+
+/* The rows of a block with index bits. Inlined with constant BITS and WPV (see decode_block), so
+ * the compiler turns the shifts and masks into constants and unrolls the row. */
+static inline __attribute__((always_inline)) const char *
+block_rows(const uint32_t *tab, const uint32_t *vals, const int BITS, const int WPV, Py_ssize_t ntable, int safe,
+           const Py_ssize_t *blk, Py_ssize_t x0, Py_ssize_t x1, Py_ssize_t y0, Py_ssize_t y1, Py_ssize_t z0,
+           Py_ssize_t z1, char *out, Py_ssize_t o0, Py_ssize_t sy, Py_ssize_t sz) {
+    const uint32_t mask = BITS == 32 ? 0xFFFFFFFFu : ((1u << BITS) - 1u);
+    Py_ssize_t n = x1 - x0;
+    if (BITS <= 8 && blk[0] == 8 && n == 8 && safe) {
+        /* whole rows of the usual 8-wide blocks: a row's 8*BITS bits start on a multiple of
+           8*BITS, so they come in one load and unpack with constant shifts */
+        for (Py_ssize_t z = z0; z < z1; z++)
+            for (Py_ssize_t y = y0; y < y1; y++) {
+                Py_ssize_t o = o0 + (y - y0) * sy + (z - z0) * sz;
+                Py_ssize_t bit = (Py_ssize_t)BITS * 8 * (y + blk[1] * z);
+                uint64_t row;
+                if (BITS == 8) row = (uint64_t)vals[bit >> 5] | ((uint64_t)vals[(bit >> 5) + 1] << 32);
+                else row = vals[bit >> 5] >> (bit & 31);
+                for (int i = 0; i < 8; i++)
+                    put_value(out, o + i, tab + (Py_ssize_t)((row >> (i * BITS)) & mask) * WPV, WPV);
+            }
+        return NULL;
+    }
+    for (Py_ssize_t z = z0; z < z1; z++)
+        for (Py_ssize_t y = y0; y < y1; y++) {
+            Py_ssize_t o = o0 + (y - y0) * sy + (z - z0) * sz;
+            Py_ssize_t bit = (Py_ssize_t)BITS * (x0 + blk[0] * (y + blk[1] * z));
+            for (Py_ssize_t i = 0; i < n; i++, bit += BITS) {
+                uint32_t idx = (vals[bit >> 5] >> (bit & 31)) & mask;
+                if (!safe && (Py_ssize_t)idx >= ntable) return "lookup index past the block's table";
+                put_value(out, o + i, tab + (Py_ssize_t)idx * WPV, WPV);
+            }
+        }
+    return NULL;
+}
+
+/* Decode the part [x0,x1) x [y0,y1) x [z0,z1) (block-local) of one block. Its header has been
+ * checked; `safe` says every index its bits can hold lies inside its table, so no per-voxel
+ * check is needed. `o0` is the output offset of (x0, y0, z0); sy, sz the output's y and z strides. */
+static const char *decode_block(const uint32_t *ch, uint32_t bits, Py_ssize_t table, Py_ssize_t values,
+                                Py_ssize_t ntable, int safe, Py_ssize_t wpv, const Py_ssize_t *blk,
+                                Py_ssize_t x0, Py_ssize_t x1, Py_ssize_t y0, Py_ssize_t y1, Py_ssize_t z0,
+                                Py_ssize_t z1, char *out, Py_ssize_t o0, Py_ssize_t sy, Py_ssize_t sz) {
+    const uint32_t *tab = ch + table;
+    Py_ssize_t n = x1 - x0;
+    if (bits == 0) { /* one value: the block is a fill */
+        for (Py_ssize_t z = z0; z < z1; z++)
+            for (Py_ssize_t y = y0; y < y1; y++) {
+                Py_ssize_t o = o0 + (y - y0) * sy + (z - z0) * sz;
+                if (wpv == 1) {
+                    uint32_t *d = (uint32_t *)out + o;
+                    for (Py_ssize_t i = 0; i < n; i++) d[i] = tab[0];
+                } else {
+                    uint64_t x, *d = (uint64_t *)out + o;
+                    memcpy(&x, tab, 8);
+                    for (Py_ssize_t i = 0; i < n; i++) d[i] = x;
+                }
+            }
+        return NULL;
+    }
+    const uint32_t *vals = ch + values;
+#define ROWS(B, W) block_rows(tab, vals, B, W, ntable, safe, blk, x0, x1, y0, y1, z0, z1, out, o0, sy, sz)
+#define BY_BITS(W)                     \
+    switch (bits) {                    \
+        case 1: return ROWS(1, W);     \
+        case 2: return ROWS(2, W);     \
+        case 4: return ROWS(4, W);     \
+        case 8: return ROWS(8, W);     \
+        case 16: return ROWS(16, W);   \
+        default: return ROWS(32, W);   \
+    }
+    if (wpv == 1) BY_BITS(1)
+    BY_BITS(2)
+#undef BY_BITS
+#undef ROWS
+}
+
+/* returns NULL on success, else a static message. Block by block: each header is read and
+ * checked once, not once per row of voxels. */
 static const char *decode(const uint32_t *w, Py_ssize_t nwords, int itemsize,
                           const Py_ssize_t *shape, Py_ssize_t nc_chunk, const Py_ssize_t *blk,
                           const Py_ssize_t *lo, const Py_ssize_t *hi,
@@ -37,47 +126,39 @@ static const char *decode(const uint32_t *w, Py_ssize_t nwords, int itemsize,
     Py_ssize_t gz = (shape[2] + blk[2] - 1) / blk[2];
     Py_ssize_t nblocks = gx * gy * gz;
     Py_ssize_t wpv = itemsize / 4;
+    Py_ssize_t bvox = blk[0] * blk[1] * blk[2];
+    Py_ssize_t sy = oshape[0], sz = oshape[0] * oshape[1];
+    if (lo[0] >= hi[0] || lo[1] >= hi[1] || lo[2] >= hi[2]) ncout = 0; /* an empty window reads nothing */
     for (Py_ssize_t k = 0; k < ncout; k++) {
         Py_ssize_t c = c0 + k * cstep;
         const uint32_t *ch;
         Py_ssize_t clen;
         const char *err = channel(w, nwords, nc_chunk, c, nblocks, &ch, &clen);
         if (err) return err;
-        for (Py_ssize_t z = lo[2]; z < hi[2]; z++) {
-            Py_ssize_t bz = z / blk[2], iz = z - bz * blk[2];
-            for (Py_ssize_t y = lo[1]; y < hi[1]; y++) {
-                Py_ssize_t by = y / blk[1], iy = y - by * blk[1];
-                Py_ssize_t orow = (dlo[0]) + oshape[0] * ((dlo[1] + y - lo[1]) + oshape[1] *
-                                  ((dlo[2] + z - lo[2]) + oshape[2] * k));
-                Py_ssize_t x = lo[0];
-                while (x < hi[0]) {
-                    Py_ssize_t bx = x / blk[0];
-                    Py_ssize_t xend = (bx + 1) * blk[0];
-                    if (xend > hi[0]) xend = hi[0];
+        Py_ssize_t ok = dlo[0] + sy * dlo[1] + sz * (dlo[2] + oshape[2] * k); /* output offset of lo */
+        for (Py_ssize_t bz = lo[2] / blk[2]; bz * blk[2] < hi[2]; bz++) {
+            Py_ssize_t zb = bz * blk[2];
+            Py_ssize_t z0 = lo[2] > zb ? lo[2] - zb : 0, z1 = hi[2] - zb < blk[2] ? hi[2] - zb : blk[2];
+            for (Py_ssize_t by = lo[1] / blk[1]; by * blk[1] < hi[1]; by++) {
+                Py_ssize_t yb = by * blk[1];
+                Py_ssize_t y0 = lo[1] > yb ? lo[1] - yb : 0, y1 = hi[1] - yb < blk[1] ? hi[1] - yb : blk[1];
+                for (Py_ssize_t bx = lo[0] / blk[0]; bx * blk[0] < hi[0]; bx++) {
+                    Py_ssize_t xb = bx * blk[0];
+                    Py_ssize_t x0 = lo[0] > xb ? lo[0] - xb : 0, x1 = hi[0] - xb < blk[0] ? hi[0] - xb : blk[0];
                     Py_ssize_t b = bx + gx * (by + gy * bz);
                     uint32_t h0 = ch[2 * b], h1 = ch[2 * b + 1];
                     uint32_t bits = h0 >> 24;
                     Py_ssize_t table = h0 & 0xFFFFFF, values = h1 & 0xFFFFFF;
                     if (!valid_bits(bits)) return "invalid encodedBits in a block header";
-                    Py_ssize_t bwords = (bits * blk[0] * blk[1] * blk[2] + 31) / 32;
+                    Py_ssize_t bwords = (bits * bvox + 31) / 32;
                     if (bits && values + bwords > clen) return "block values outside the channel";
                     Py_ssize_t ntable = (clen - table) / wpv;
                     if (table >= clen || ntable < 1) return "block table outside the channel";
-                    uint32_t mask = bits == 32 ? 0xFFFFFFFFu : ((1u << bits) - 1u);
-                    for (; x < xend; x++) {
-                        Py_ssize_t ix = x - bx * blk[0];
-                        uint32_t idx = 0;
-                        if (bits) {
-                            Py_ssize_t p = ix + blk[0] * (iy + blk[1] * iz);
-                            Py_ssize_t bit = (Py_ssize_t)bits * p;
-                            idx = (ch[values + (bit >> 5)] >> (bit & 31)) & mask;
-                        }
-                        if ((Py_ssize_t)idx >= ntable) return "lookup index past the block's table";
-                        Py_ssize_t o = orow + (x - lo[0]);
-                        const uint32_t *v = ch + table + (Py_ssize_t)idx * wpv;
-                        if (wpv == 1) ((uint32_t *)out)[o] = v[0];
-                        else ((uint64_t *)out)[o] = (uint64_t)v[0] | ((uint64_t)v[1] << 32);
-                    }
+                    int safe = bits < 32 && ((Py_ssize_t)1 << bits) <= ntable;
+                    Py_ssize_t o0 = ok + (xb + x0 - lo[0]) + sy * (yb + y0 - lo[1]) + sz * (zb + z0 - lo[2]);
+                    err = decode_block(ch, bits, table, values, ntable, safe, wpv, blk, x0, x1, y0, y1, z0, z1,
+                                       out, o0, sy, sz);
+                    if (err) return err;
                 }
             }
         }
@@ -153,7 +234,8 @@ static int triple(PyObject *seq, Py_ssize_t *dst, Py_ssize_t n) {
         return -1;
     }
     for (Py_ssize_t i = 0; i < n; i++) {
-        dst[i] = PyLong_AsSsize_t(PySequence_Fast_GET_ITEM(f, i));
+        /* any integer (numpy's too), as the Python side passes its tuples unconverted */
+        dst[i] = PyNumber_AsSsize_t(PySequence_Fast_GET_ITEM(f, i), PyExc_OverflowError);
         if (dst[i] == -1 && PyErr_Occurred()) { Py_DECREF(f); return -1; }
     }
     Py_DECREF(f);

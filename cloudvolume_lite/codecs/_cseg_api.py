@@ -76,10 +76,11 @@ def decode_into(
     """
     if out.ndim != 4 or not out.flags.f_contiguous:
         raise ValueError("out must be a 4-D Fortran-order array")
+    # runs once per chunk: the sequences go to C as they are (it takes any integers, numpy's
+    # included, and checks each count), not rebuilt as lists here
     _ext().decode_into(
-        data, int(itemsize), [int(v) for v in chunk_shape], int(num_channels), [int(v) for v in block_size],
-        [int(v) for v in lo], [int(v) for v in hi], int(channel_start), int(channel_step), int(channel_count),
-        out.reshape(-1, order="F"), list(out.shape), [int(v) for v in dst_lo],
+        data, itemsize, chunk_shape, num_channels, block_size, lo, hi, channel_start, channel_step, channel_count,
+        out.reshape(-1, order="F"), out.shape, dst_lo,
     )
 
 
