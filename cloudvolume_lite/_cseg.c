@@ -56,6 +56,7 @@ block_rows(const uint32_t *tab, const uint32_t *vals, const int BITS, const int 
                 uint64_t row;
                 if (BITS == 8) row = (uint64_t)vals[bit >> 5] | ((uint64_t)vals[(bit >> 5) + 1] << 32);
                 else row = vals[bit >> 5] >> (bit & 31);
+#pragma GCC unroll 8
                 for (int i = 0; i < 8; i++)
                     put_value(out, o + i, tab + (Py_ssize_t)((row >> (i * BITS)) & mask) * WPV, WPV);
             }
