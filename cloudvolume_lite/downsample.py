@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from math import prod
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
@@ -10,7 +11,7 @@ import numpy as np
 from .bbox import Bbox
 from .errors import RequestError
 
-from .writer import groups_of_cells
+from .writer import SLAB_BYTES, fill_chunks, groups_of_cells, present
 
 if TYPE_CHECKING:
     from .volume import Volume
@@ -71,8 +72,9 @@ def downsample(vol: "Volume", mip: int, source_mip: int | None = None, method: s
                client: Any = None, resume: bool = False, progress: Callable[[int, int], None] | None = None) -> None:
     """Fill scale ``mip`` from ``source_mip`` (default: the next finer scale), chunk group by group.
 
-    Memory stays bounded: each task reads only the source region under one destination chunk
-    (or one shard, for a sharded destination), with 2 tasks in flight locally; with ``client``
+    Memory stays bounded: each task reads the source under one destination chunk (or one
+    shard, for a sharded destination, in slabs of about 16 MiB of source) and holds its
+    encoded chunks until it writes them, with 2 tasks in flight locally; with ``client``
     (a dask.distributed Client) each group is one task on the cluster's workers. Groups never
     share a chunk or shard, so tasks rerun after a lost worker write the same bytes. ``resume``
     skips chunks already written (an interrupted job run again).
@@ -102,22 +104,34 @@ def downsample(vol: "Volume", mip: int, source_mip: int | None = None, method: s
 
 
 def downsample_group(vol: "Volume", group: Sequence[tuple[int, int, int]], *, mip: int, source_mip: int,
-                     factor: tuple[int, int, int], method: str, resume: bool = False) -> int:
+                     factor: tuple[int, int, int], method: str, resume: bool = False,
+                     slab_bytes: int = SLAB_BYTES) -> int:
     """Fill the chunks ``group`` of scale ``mip`` from ``source_mip`` (one task of
-    :func:`downsample`); returns how many were written."""
+    :func:`downsample`); returns how many were written.
+
+    The group (a chunk, or a shard's chunks) is reduced slab by slab, each slab's source read
+    at once and held only while it is reduced (``slab_bytes`` of source at most, unless one
+    chunk needs more); the encoded chunks are then written together, so a shard is read, merged
+    and rewritten once (see :func:`~cloudvolume_lite.writer.fill_chunks`), not once per chunk.
+    With ``resume`` the chunks already present are left as they are and not computed."""
     src, dst = vol.scales[source_mip], vol.scales[mip]
+    vol._writable_scale(mip)  # as an upload checks: no writes through a key leaving the volume
     kernel = mode if method == "mode" else average
-    written = 0
-    for cell in group:
-        box = dst.chunk_bbox(cell)
-        if resume and vol.exists(box, mip=mip) == 1.0:
-            continue
+    store = vol.chunk_store(mip)
+    cells = list(group)
+    if resume:
+        cells = [c for c, there in zip(cells, present(vol.runtime, dst, store, cells)) if not there]
+    if not cells:
+        return 0
+
+    def reduce(box: Bbox) -> np.ndarray:
         lo = [max(b * f, s) for b, f, s in zip(box.minpt, factor, src.bounds.minpt)]
         hi = [min(b * f, s) for b, f, s in zip(box.maxpt, factor, src.bounds.maxpt)]
         source = vol.download(Bbox(lo, hi), mip=source_mip)
         # blocks sit on multiples of the factor in global coordinates
         front = tuple(l - b * f for l, b, f in zip(lo, box.minpt, factor))
-        out = kernel(source, factor, front)[: box.size[0], : box.size[1], : box.size[2]]
-        vol.upload(box, out, mip=mip)
-        written += 1
-    return written
+        return kernel(source, factor, front)[: box.size[0], : box.size[1], : box.size[2]]
+
+    cost = prod(factor) * vol.dtype.itemsize * vol.num_channels  # source bytes per voxel written
+    return fill_chunks(vol.runtime, dst, store, cells, reduce, vol.write_options, voxel_cost=cost,
+                       slab_bytes=slab_bytes)

@@ -14,7 +14,7 @@ from .info import Info
 from .jobs import run_tasks
 from .stores import StoreRegistry
 from .volume import Volume
-from .writer import DEFAULT_COMPRESSION
+from .writer import DEFAULT_COMPRESSION, fill_chunks, groups_of_cells
 
 
 def units(box: Bbox, unit: Sequence[int], origin: Sequence[int]) -> Iterator[Bbox]:
@@ -58,7 +58,8 @@ def copy_volume(
     ``sharding``: ``"same"`` keeps the source's choice, ``None``/``False`` writes unsharded,
     ``True`` picks a spec, or a dict. A unit is what the destination writes at once: a chunk,
     or a shard when sharded. Sources are read in blocks of whole units of about
-    ``block_bytes``, and the units of a block are written concurrently; ``progress(done,
+    ``block_bytes`` (a sharded destination's unit is read in slabs as its shards are filled,
+    see :func:`fill_unit`), and the units of a block are written concurrently; ``progress(done,
     total)`` is called (on the calling thread) as each unit is written or skipped. With
     ``resume`` a unit whose chunks all exist already is skipped, so an interrupted copy
     continues where it stopped. A missing source chunk is a :class:`ChunkNotFoundError`
@@ -123,13 +124,19 @@ def copy_volume(
                     progress(done, total)
             if not todo:
                 continue
-            box = Bbox([min(u.minpt[d] for u in todo) for d in range(3)], [max(u.maxpt[d] for u in todo) for d in range(3)])
-            data = src.download(box)
+            if ds.sharding is None:
+                box = Bbox([min(u.minpt[d] for u in todo) for d in range(3)], [max(u.maxpt[d] for u in todo) for d in range(3)])
+                data = src.download(box)
+            else:
+                box, data = block, None  # a block is one unit, written slab by slab (see fill_unit)
 
             def put(u: Bbox, data: Any = data, box: Bbox = box) -> None:
                 nonlocal done, written
                 # each unit's upload runs its own work on the io lane, so the units go on the tasks lane
-                dst.upload(u, data[tuple(slice(a - o, b - o) for a, b, o in zip(u.minpt, u.maxpt, box.minpt))])
+                if data is None:
+                    fill_unit(src, dst, u)
+                else:
+                    dst.upload(u, data[tuple(slice(a - o, b - o) for a, b, o in zip(u.minpt, u.maxpt, box.minpt))])
                 with tally:
                     done += 1
                     written += 1
@@ -157,11 +164,28 @@ def copy_units(src: Volume, dst: Volume, block: Bbox, unit: Sequence[int], resum
         todo = [] if dst.exists(block) == 1.0 else [u for u in parts if dst.exists(u) < 1.0]
     if not todo:
         return 0, len(parts)
+    if ds.sharding is not None:
+        for u in todo:
+            fill_unit(src, dst, u)
+        return len(todo), len(parts) - len(todo)
     box = Bbox([min(u.minpt[d] for u in todo) for d in range(3)], [max(u.maxpt[d] for u in todo) for d in range(3)])
     data = src.download(box)
     for u in todo:
         dst.upload(u, data[tuple(slice(a - o, b - o) for a, b, o in zip(u.minpt, u.maxpt, box.minpt))])
     return len(todo), len(parts) - len(todo)
+
+
+def fill_unit(src: Volume, dst: Volume, unit: Bbox) -> None:
+    """Copy one write unit of a sharded ``dst`` (a shard's box, or the whole scale when shards
+    are hashed) shard by shard: each shard's chunks read from ``src`` in slabs of bounded
+    size, encoded, and written in one rewrite of the shard (see
+    :func:`~cloudvolume_lite.writer.fill_chunks`), so neither the unit's voxels nor a rewrite
+    per chunk are ever needed. The bytes are those ``dst.upload(unit, data)`` writes."""
+    ds = dst.scale
+    store = dst.chunk_store()
+    cost = 2 * src.dtype.itemsize * src.num_channels  # the slab read, and the copy a read may make
+    for cells in groups_of_cells(ds, list(ds.cells(unit))):
+        fill_chunks(dst.runtime, ds, store, cells, src.download, dst.write_options, voxel_cost=cost)
 
 
 def _copy_on_cluster(src: Volume, dst: Volume, blocks: list[Bbox], unit: Sequence[int], total: int, resume: bool,

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import reprlib
 from dataclasses import dataclass
-from typing import Any, Literal
+from math import prod
+from typing import Any, Callable, Literal, Mapping, Sequence
 
 import numpy as np
 
@@ -20,6 +21,7 @@ from .stores import Store
 from .stores.base import Update
 
 ZeroPolicy = Literal["write", "skip", "delete"]
+Cell = tuple[int, int, int]
 _IMAGE_CODECS = ("jpeg", "png", "jxl")
 
 
@@ -217,10 +219,127 @@ def exists(rt: Runtime, scale: Scale, store: Store, bbox: Bbox | Any, num_channe
     cells = list(scale.cells(req.bbox.intersection(scale.bounds)))
     if not cells:
         return 0.0
+    found = present(rt, scale, store, cells)
+    return sum(found) / len(found)
+
+
+def present(rt: Runtime, scale: Scale, store: Store, cells: Sequence[Cell]) -> list[bool]:
+    """Whether each chunk ``cells`` of ``scale`` is in ``store``, asked ``rt.parallel`` at a time."""
     found = [False] * len(cells)
 
     def one(i: int) -> None:
         found[i] = store.exists(scale.chunk_name(cells[i]))
 
     rt.run(one, range(len(cells)), rt.parallel)
-    return sum(found) / len(found)
+    return found
+
+
+# -- whole chunks made slab by slab (downsampling, copies) -------------------------------------------
+#: what one slab's ``make`` may hold, in its ``voxel_cost`` bytes (a chunk needing more is a slab alone)
+SLAB_BYTES = 16 << 20
+#: encoded bytes gathered before they are written; a sharded scale's chunks that encode to more
+#: are written in several updates of the shard (each a read-merge-write of it), which also bounds
+#: the work a killed task loses
+FLUSH_BYTES = 1 << 30
+
+
+def plan_slabs(scale: Scale, cells: Sequence[Cell], max_voxels: int) -> list[tuple[Bbox, list[Cell]]]:
+    """``cells`` of ``scale`` as boxes of whole chunks of at most about ``max_voxels`` voxels
+    (at least one chunk each), each with the cells it covers. Cells are bucketed in aligned
+    power-of-two blocks of the grid; a bucket whose cells fill at least half of their bounding
+    box is one slab (the rest of that box is made and dropped), a sparser one (the scattered
+    chunks of a hashed shard, or what a resumed job still lacks) is one slab per cell."""
+    budget = max(1, max_voxels // prod(scale.chunk_size))
+    grid, block = scale.grid_size, [1, 1, 1]
+    while 2 * prod(block) <= budget:
+        room = [d for d in range(3) if block[d] < grid[d]]
+        if not room:
+            break
+        block[min(room, key=lambda d: block[d])] *= 2
+    buckets: dict[Cell, list[Cell]] = {}
+    for cell in cells:
+        buckets.setdefault(tuple(g // b for g, b in zip(cell, block)), []).append(cell)  # type: ignore[arg-type]
+    slabs: list[tuple[Bbox, list[Cell]]] = []
+    for members in buckets.values():
+        lo = [min(c[d] for c in members) for d in range(3)]
+        hi = [max(c[d] for c in members) for d in range(3)]
+        if 2 * len(members) >= prod(h + 1 - l for l, h in zip(lo, hi)):
+            slabs.append((Bbox(scale.chunk_bbox(lo).minpt, scale.chunk_bbox(hi).maxpt), members))
+        else:
+            slabs.extend((scale.chunk_bbox(c), [c]) for c in members)
+    return slabs
+
+
+def fill_chunks(rt: Runtime, scale: Scale, store: Store, cells: Sequence[Cell], make: Callable[[Bbox], np.ndarray],
+                opts: WriteOptions, *, voxel_cost: int, slab_bytes: int = SLAB_BYTES,
+                flush_bytes: int = FLUSH_BYTES) -> int:
+    """Write the whole chunks ``cells`` of ``scale``, their data made slab by slab by
+    ``make(box) -> (X, Y, Z, C) array`` (a box of whole chunks; ``make`` holds about
+    ``voxel_cost`` bytes per voxel of it while it works); returns how many were written.
+
+    Slabs are made at most ``slab_bytes`` at a time (several small ones at once, on the
+    ``tasks`` lane, since ``make`` may wait on reads: the scattered chunks of a hashed shard),
+    each one's chunks encoded as soon as it is made. The encoded bytes are written together at
+    the end (or whenever ``flush_bytes`` have gathered): one ``update_many`` per storage object,
+    so a shard's chunks cost one read-merge-write of the shard, not one each. The bytes stored
+    are those :func:`write` stores for the same arrays."""
+    codec = get_codec(scale.encoding)
+    enc = transport_encoding(opts, scale, store)
+
+    def made(slab: Bbox, members: list[Cell]) -> dict[Cell, bytes]:
+        data = make(slab)
+        out: dict[Cell, bytes] = {}
+        for cell in members:
+            cb = scale.chunk_bbox(cell)
+            part = data[tuple(slice(l - s, h - s) for l, h, s in zip(cb.minpt, cb.maxpt, slab.minpt))]
+            spec = ChunkSpec((*cb.size, opts.num_channels), opts.dtype, scale,  # type: ignore[arg-type]
+                             store.url.key_url(scale.chunk_name(cell)))
+            out[cell] = compression.compress(codec.encode(part, spec), enc)
+        return out
+
+    items: dict[Cell, bytes] = {}
+    pending = 0
+    slabs = plan_slabs(scale, cells, max(1, slab_bytes // max(1, voxel_cost)))
+    for wave in _waves(slabs, slab_bytes, voxel_cost):
+        results: list[dict[Cell, bytes]] = [{}] * len(wave)
+
+        def one(i: int, wave: list[tuple[Bbox, list[Cell]]] = wave, results: list = results) -> None:
+            results[i] = made(*wave[i])
+
+        rt.run(one, range(len(wave)), rt.parallel, lane="tasks")
+        for got in results:
+            items.update(got)
+            pending += sum(map(len, got.values()))
+        if pending >= flush_bytes:
+            put_chunks(scale, store, items, opts, enc)
+            items, pending = {}, 0
+    if items:
+        put_chunks(scale, store, items, opts, enc)
+    return len(cells)
+
+
+def _waves(slabs: list[tuple[Bbox, list[Cell]]], budget: int, voxel_cost: int) -> list[list[tuple[Bbox, list[Cell]]]]:
+    """Consecutive runs of ``slabs`` that cost at most ``budget`` bytes together (one at least)."""
+    waves: list[list[tuple[Bbox, list[Cell]]]] = []
+    used = 0
+    for slab in slabs:
+        cost = voxel_cost * prod(slab[0].size)
+        if not waves or used + cost > budget:
+            waves.append([])
+            used = 0
+        waves[-1].append(slab)
+        used += cost
+    return waves
+
+
+def put_chunks(scale: Scale, store: Store, items: Mapping[Cell, bytes], opts: WriteOptions,
+               enc: str | None) -> None:
+    """Store encoded whole chunks (``enc``: their transport compression): one ``update_many``
+    per chunk, or per shard when sharded (under the store's lock when ``opts.locking``)."""
+    for cells in groups_of_cells(scale, list(items)):
+        batch = {scale.chunk_name(c): items[c] for c in cells}
+        if not opts.locking:
+            store.update_many(batch, content_encoding=enc, content_type=_content_type(scale))
+            continue
+        with store.lock(scale.chunk_name(cells[0])):  # the chunk, or its whole shard
+            store.update_many(batch, content_encoding=enc, content_type=_content_type(scale))

@@ -154,8 +154,8 @@ def _run(job: Callable[[], object]) -> object:
 
 
 def test_sharded_pyramid_survives_a_killed_worker(tmp_path, client) -> None:
-    """A sharded scale filled on the cluster (one task per shard, each writing its chunks into
-    the shard one by one, so a worker SIGKILLed mid-job can leave a shard partly written): the
+    """A sharded scale filled on the cluster (one task per shard, each writing the shard once,
+    so a worker SIGKILLed mid-job leaves some shards whole and others not started): the
     task run again elsewhere ends with the bytes of the job on local threads, and the shards
     finished before the kill are not redone (the cluster had forgotten those tasks)."""
     labels = np.random.default_rng(6).integers(0, 6, (128, 128, 64, 1), dtype=np.uint32)
