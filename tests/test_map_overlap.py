@@ -1,6 +1,7 @@
 """Volume.map_overlap against scipy.ndimage on the whole array: exact at every block seam and
 at the volume's edges, for each boundary mode, as a dask array and written into a Volume, on
-the Volume's threads; one task per block."""
+the Volume's threads and on a cluster; one task per block, about one task per core at once for
+a local job, and a compute that assembles the blocks in their own memory order."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from cloudvolume_lite.stores.local import LocalStore
 
 from scipy import ndimage  # a test dependency: the oracle
 pytest.importorskip("dask")
+from fixtures_cluster import client, cluster  # noqa: F401 - fixtures
 
 
 @pytest.fixture
@@ -133,3 +135,95 @@ def test_halo_chunks_are_fetched_once(tmp_path) -> None:
     assert ratio <= 1.05, f"fetched {ratio:.2f}x the stored bytes"
     want = ndimage.gaussian_filter(data[..., 0], sigma=1.5, mode="reflect", truncate=3.0)
     np.testing.assert_array_equal(cvl.Volume(f"file://{tmp_path}/out")[...][..., 0], want)
+
+
+def test_compute_keeps_the_blocks_memory_order(image) -> None:
+    """compute() assembles the blocks in their own memory order (dask's concatenate3 copied
+    everything into a C-order array: a copy across orders, ~3x one along): blocks of a read
+    come back in Fortran order as vol[...] does, a scipy filter's in C order."""
+    data, vol = image
+    same = vol.map_overlap(lambda a: a, depth=2, chunks=(16, 32, 16)).compute()
+    np.testing.assert_array_equal(same, vol[...])
+    assert same.flags.f_contiguous
+    blurred = vol.map_overlap(_gauss("reflect"), depth=5, chunks=(32, 16, 48)).compute(scheduler="threads")
+    assert blurred.flags.c_contiguous
+    np.testing.assert_array_equal(blurred[..., 0], ndimage.gaussian_filter(data, sigma=1.5, mode="reflect", truncate=3.0))
+
+
+def test_arrays_derived_from_it_are_plain_dask_arrays(image) -> None:
+    """Only the map_overlap array itself assembles its own way; what dask derives from it
+    computes as usual."""
+    import dask.array as da
+
+    data, vol = image
+    arr = vol.map_overlap(lambda a: a * 2, depth=1, chunks=(32, 32, 16))
+    want = data[..., None] * 2
+    np.testing.assert_array_equal(arr[10:50, 3:40, 5:].compute(), want[10:50, 3:40, 5:])
+    assert float(arr.sum().compute()) == pytest.approx(float(want.sum(dtype=np.float64)), rel=1e-5)
+    kept = arr.persist()
+    assert type(kept) is da.Array
+    np.testing.assert_array_equal(kept.compute(), want)
+    np.testing.assert_array_equal(np.asarray(arr), want)
+
+
+def test_written_job_runs_one_task_per_core_on_local_stores(tmp_path) -> None:
+    """map_overlap(out=) on local files runs as many tasks at once as there are decode threads
+    (it ran the Volume's parallel, 8 here: 8 blocks and their results in memory on 2 cores),
+    and they do run at once."""
+    import threading
+    import time
+
+    data = np.random.default_rng(5).random((64, 64, 32, 1), dtype=np.float32)
+    src = cvl.Volume.from_numpy(data, f"file://{tmp_path}/src", chunk_size=(16, 16, 16), compression=None)
+    vol = cvl.Volume(src.url, decode_threads=2)
+    assert vol.runtime.parallel == 8
+    out = cvl.Volume.create(f"file://{tmp_path}/out", data_type="float32", layer_type="image", size=(64, 64, 32),
+                            chunk_size=(16, 16, 16), resolution=(1, 1, 1), compression=None)
+    lock, calls, now, most = threading.Lock(), [0], [0], [0]
+    pair = threading.Barrier(2, timeout=60)
+
+    def fn(a):
+        with lock:
+            calls[0] += 1
+            n = calls[0]
+            now[0] += 1
+            most[0] = max(most[0], now[0])
+        if n <= 2:
+            pair.wait()  # the first two tasks meet: they run at once (else this breaks the job)
+        time.sleep(0.02)  # a task that takes a while, as a filter does: others start meanwhile, if allowed
+        with lock:
+            now[0] -= 1
+        return a * 3
+
+    assert vol.map_overlap(fn, depth=2, out=out, chunks=(16, 16, 16)) == 32
+    np.testing.assert_array_equal(cvl.Volume(out.url)[...], data * 3)
+    assert most[0] == 2
+
+
+def test_job_lanes_follow_the_stores(tmp_path) -> None:
+    """A local job's lanes: one task per decode thread for local stores, two per decode thread
+    when the source waits on a network (one computes while the other reads), at most parallel."""
+    from cloudvolume_lite.halo import job_runtime
+    from cloudvolume_lite.stores import StoreRegistry
+
+    data = np.zeros((32, 32, 16, 1), dtype=np.float32)
+    cvl.Volume.from_numpy(data, f"file://{tmp_path}/v", chunk_size=(16, 16, 16))
+    local = cvl.Volume(f"file://{tmp_path}/v", decode_threads=3)
+    assert job_runtime(local, 0, local, 0).parallel == 3
+    reg = StoreRegistry().with_scheme("count", lambda url, **_: _Counting(
+        cvl.stores.StoreURL("file", "", str(tmp_path / "v"))))
+    remote = cvl.Volume("count://x/v", stores=reg, decode_threads=3)
+    assert job_runtime(remote, 0, local, 0).parallel == 6
+    assert job_runtime(cvl.Volume("count://x/v", stores=reg, decode_threads=3, parallel=4), 0, local, 0).parallel == 4
+
+
+def test_compute_on_a_cluster_assembles_on_a_worker(image, request) -> None:
+    """With a dask.distributed Client, compute() runs the blocks and the assembly on the
+    workers (the assembly's Runtime is pickled to a worker and makes its threads there)."""
+    pytest.importorskip("distributed")
+    on = request.getfixturevalue("client")
+    data, vol = image
+    arr = vol.map_overlap(_gauss("reflect"), depth=5, chunks=(32, 16, 48))
+    got = on.compute(arr).result()
+    np.testing.assert_array_equal(got[..., 0], ndimage.gaussian_filter(data, sigma=1.5, mode="reflect", truncate=3.0))
+    np.testing.assert_array_equal(arr.compute(), got)  # the Client is the default scheduler now
