@@ -15,9 +15,11 @@ import pytest
 from oracles import random_volume
 
 import cloudvolume_lite as cvl
+from cloudvolume_lite import compression
 from cloudvolume_lite.bbox import Bbox
 from cloudvolume_lite.downsample import average, downsample_group, mode
-from cloudvolume_lite.stores import StoreRegistry, StoreURL
+from cloudvolume_lite.sharding import ShardLayout
+from cloudvolume_lite.stores import StoreRegistry, StoreURL, shard_index
 from cloudvolume_lite.stores.local import LocalStore
 from cloudvolume_lite.writer import fill_chunks, plan_slabs
 
@@ -278,3 +280,161 @@ def test_copy_into_shards_writes_each_once_with_the_upload_bytes(tmp_path, rng, 
         assert copy_units(cvl.Volume(url), dst, block, unit, resume=False) == (1, 0)
     assert shard_writes(log) == sorted(want)
     assert scale_files(tmp_path / "task", key) == want
+
+
+# -- a rewrite keeps the stored bytes of the chunks it does not change --------------------------
+def stored(shard: Path, layout: ShardLayout) -> dict[int, bytes]:
+    """Chunk id -> stored bytes (data_encoding applied) of a shard file, read by the format's parts."""
+    data = shard.read_bytes()
+    table = shard_index.shard_table(data, layout, shard.name)
+    out: dict[int, bytes] = {}
+    for mini in range(len(table)):
+        index = shard_index.minishard_in(data, table, layout, mini, shard.name)
+        if index is not None:
+            out.update({c: bytes(b) for c, b in shard_index.stored_chunks(data, index, shard.name).items()})
+    return out
+
+
+def one_shard(root: Path, rng: np.random.Generator) -> tuple[np.ndarray, str, Path, ShardLayout]:
+    """A uint32 label volume of one shard of 32 gzip'd chunks (8^3, two minishards), written by
+    TensorStore; its data, URL, shard file and layout."""
+    from oracles import ts_write
+
+    truth = rng.integers(0, 7, (32, 32, 16, 1), dtype=np.uint32)
+    spec = {k: v for k, v in identity(0, 5).items() if k != "@type"}
+    url = ts_write(str(root), truth, chunk=CHUNK, layer="segmentation", resolution=(1, 1, 1), sharding=spec)
+    scale = cvl.Volume(url).scale
+    [shard] = sorted(root.glob("*/*.shard"))
+    return truth, url, shard, ShardLayout(scale.sharding, scale)
+
+
+def peers_read(url: str, want: np.ndarray) -> None:
+    import tensorstore as ts
+    from cloudvolume import CloudVolume
+
+    np.testing.assert_array_equal(cvl.Volume(url)[...], want)
+    theirs = ts.open({"driver": "neuroglancer_precomputed", "kvstore": url}).result()
+    np.testing.assert_array_equal(np.asarray(theirs.read().result()), want)
+    np.testing.assert_array_equal(np.asarray(CloudVolume(url, progress=False)[:, :, :]), want)
+
+
+@pytest.mark.parametrize("how", ["whole chunk", "patch", "delete"])
+def test_a_write_into_a_peer_shard_keeps_the_other_chunks_bytes(tmp_path, rng, how) -> None:
+    """One chunk of a TensorStore shard written whole, patched (a read-modify-write: the old
+    chunk is inflated for it) or deleted: every other chunk keeps TensorStore's stored bytes
+    (they differ from the level-9 gzip a re-encoding makes, so keeping is told from
+    re-encoding); the written chunk is gzip'd as before; the peers read the result."""
+    truth, url, shard, layout = one_shard(tmp_path / "v", rng)
+    before = stored(shard, layout)
+    assert len(before) == 32
+    assert any(b != compression.compress(compression.decompress(b, "gzip"), "gzip", level=9) for b in before.values())
+    target = layout.chunk_ids(np.array([(1, 2, 1)]))[0]
+    vol = cvl.Volume(url)
+    want = truth.copy()
+    if how == "whole chunk":
+        want[8:16, 16:24, 8:16] = 99
+        vol[8:16, 16:24, 8:16] = 99
+    elif how == "patch":
+        want[9:12, 17:19, 10:15] = 99
+        vol[9:12, 17:19, 10:15] = want[9:12, 17:19, 10:15]
+    else:
+        want[8:16, 16:24, 8:16] = 0
+        vol.delete(Bbox((8, 16, 8), (16, 24, 16)))
+    after = stored(shard, layout)
+    assert {c: b for c, b in after.items() if c != target} == {c: b for c, b in before.items() if c != target}
+    if how == "delete":
+        assert target not in after
+        np.testing.assert_array_equal(cvl.Volume(url, fill_missing=True)[...], want)
+        return
+    new = after[target]
+    plain = compression.decompress(new, "gzip")
+    assert plain == want[8:16, 16:24, 8:16].tobytes(order="F")  # raw: x fastest
+    assert new == compression.compress(plain, "gzip", level=9)  # encoded as every written chunk is
+    peers_read(url, want)
+
+
+def test_a_one_chunk_write_into_a_cvl_shard_leaves_the_file_a_full_rebuild_makes(tmp_path, rng) -> None:
+    """Where every chunk was written by cvl (gzip level 9), keeping the unchanged chunks' bytes
+    leaves the very file that re-encoding them all (the old rewrite) made."""
+    truth = rng.integers(0, 7, (32, 32, 16, 1), dtype=np.uint32)
+    vol = cvl.Volume.create(f"file://{tmp_path}/v", data_type="uint32", layer_type="segmentation", size=(32, 32, 16),
+                            chunk_size=CHUNK, resolution=(1, 1, 1), sharding=identity(0, 5))
+    vol[...] = truth
+    vol[0:8, 8:16, 0:8] = 5
+    vol[3:5, 20:22, 9:10] = 6
+    [shard] = sorted((tmp_path / "v").glob("*/*.shard"))
+    layout = ShardLayout(vol.scale.sharding, vol.scale)
+    data = shard.read_bytes()
+    assert shard_index.build_shard(shard_index.parse_shard(data, layout, 0, shard.name), layout) == data
+
+
+def _planted(tmp_path: Path, rng: np.random.Generator, payload: bytes) -> tuple[str, Path, ShardLayout, int]:
+    """A cvl shard of 32 gzip'd chunks with chunk (3, 3, 1)'s stored bytes replaced by
+    ``payload`` (laid out by a raw-data layout, so the bytes go in as they are)."""
+    import dataclasses
+
+    truth = rng.integers(0, 7, (32, 32, 16, 1), dtype=np.uint32)
+    url = f"file://{tmp_path}/v"
+    vol = cvl.Volume.create(url, data_type="uint32", layer_type="segmentation", size=(32, 32, 16), chunk_size=CHUNK,
+                            resolution=(1, 1, 1), sharding=identity(0, 5))
+    vol[...] = truth
+    [shard] = sorted((tmp_path / "v").glob("*/*.shard"))
+    layout = ShardLayout(vol.scale.sharding, vol.scale)
+    chunks = stored(shard, layout)
+    bad = int(layout.chunk_ids(np.array([(3, 3, 1)]))[0])
+    chunks[bad] = payload
+    as_is = ShardLayout(dataclasses.replace(vol.scale.sharding, data_encoding="raw"), vol.scale)
+    shard.write_bytes(shard_index.build_shard(chunks, as_is))
+    return url, shard, layout, bad
+
+
+HTML_PAGE = b"<!DOCTYPE html><html><body><h1>503</h1>Service temporarily unavailable</body></html>\n"
+
+
+def _bomb() -> bytes:
+    return compression.compress(bytes(8 << 20), "gzip", level=9)  # 8 MiB of zeros: far past a chunk's bound
+
+
+@pytest.mark.parametrize("payload", ["html", "bomb"])
+def test_a_rewrite_refuses_a_shard_whose_kept_chunk_is_plainly_broken(tmp_path, rng, payload) -> None:
+    """A kept chunk that is not gzip at all, or a gzip stream stating more than a chunk may
+    inflate to, is still a DecodeError naming the shard when another chunk is written (it is
+    not inflated, but its framing is checked); the shard is left as it was."""
+    url, shard, _, _ = _planted(tmp_path, rng, HTML_PAGE if payload == "html" else _bomb())
+    damaged = shard.read_bytes()
+    with pytest.raises(cvl.DecodeError, match=shard.name):
+        cvl.Volume(url)[0:8, 0:8, 0:8] = 1
+    assert shard.read_bytes() == damaged
+
+
+def test_a_lying_bomb_is_kept_but_inflated_only_within_the_bound(tmp_path, rng) -> None:
+    """A bomb whose gzip trailer lies about its size passes the framing check: writing another
+    chunk keeps it as it is (not inflated, so it costs nothing); a read-modify-write of the bomb
+    itself, and reading it, inflate it with the chunk bound: a DecodeError naming the shard."""
+    bomb = _bomb()
+    liar = bomb[:-4] + (100).to_bytes(4, "little")
+    url, shard, layout, bad = _planted(tmp_path, rng, liar)
+    vol = cvl.Volume(url)
+    vol[0:8, 0:8, 0:8] = 1
+    assert stored(shard, layout)[bad] == liar
+    assert compression.decompress(stored(shard, layout)[0], "gzip") == np.ones((8, 8, 8), np.uint32).tobytes()
+    with pytest.raises(cvl.DecodeError, match=shard.name):
+        vol[25:27, 25:27, 9:10] = 2  # inside chunk (3, 3, 1)
+    with pytest.raises(cvl.DecodeError, match=shard.name):
+        vol[24:32, 24:32, 8:16]
+
+
+def test_a_kept_chunk_with_a_bad_checksum_stays_and_reads_as_a_decode_error(tmp_path, rng) -> None:
+    """A kept chunk whose CRC is wrong is not inflated by a rewrite of another chunk: the write
+    succeeds and the damaged chunk stays in the shard as it was (never dropped), a DecodeError
+    naming the shard whenever it is read."""
+    good = compression.compress(np.full((8, 8, 8), 3, np.uint32).tobytes(), "gzip", level=9)
+    crc = int.from_bytes(good[-8:-4], "little") ^ 1
+    broken = good[:-8] + crc.to_bytes(4, "little") + good[-4:]
+    url, shard, layout, bad = _planted(tmp_path, rng, broken)
+    vol = cvl.Volume(url)
+    vol[0:8, 0:8, 0:8] = 1
+    assert stored(shard, layout)[bad] == broken
+    assert (vol[0:8, 0:8, 0:8] == 1).all()
+    with pytest.raises(cvl.DecodeError, match=shard.name):
+        vol[24:32, 24:32, 8:16]

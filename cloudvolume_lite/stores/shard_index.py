@@ -12,7 +12,7 @@ import threading
 from dataclasses import dataclass
 from itertools import pairwise
 from functools import cached_property
-from typing import Callable, Mapping
+from typing import Callable, Mapping, MutableMapping
 
 import numpy as np
 
@@ -218,38 +218,50 @@ class ShardFiles:
         return chunks.get(cid), gen
 
 
-def parse_shard(data: bytes, layout: ShardLayout, shard: int, where: str, wanted: set[int] | None = None,
-                index_limit: int | None = None, data_limit: int | None = None) -> dict[int, bytes]:
-    """Every chunk of a whole shard file (or those in ``wanted``), ``data_encoding`` undone,
-    every index range checked against the file: a broken shard is a DecodeError naming
-    ``where``, never "no chunks here". ``index_limit``/``data_limit`` bound decompression."""
-    table = shard_table(data, layout, where)
-    found = {mini: minishard_in(data, table, layout, mini, where, index_limit) for mini in range(len(table))}
+def stored_shard(data: "bytes | memoryview", layout: ShardLayout, shard: int, where: str,
+                 wanted: set[int] | None = None, index_limit: int | None = None) -> "dict[int, bytes | memoryview]":
+    """Every chunk of a whole shard file (or those in ``wanted``) as stored (``data_encoding``
+    not undone; views when ``data`` is a memoryview), every index range checked against the
+    file: a broken shard is a DecodeError naming ``where``, never "no chunks here".
+    ``index_limit`` bounds the minishard indices' decompression."""
+    table = shard_table(data, layout, where)  # type: ignore[arg-type]
+    found = {mini: minishard_in(data, table, layout, mini, where, index_limit)  # type: ignore[arg-type]
+             for mini in range(len(table))}
     indices = {mini: index for mini, index in found.items() if index is not None}
     check_members(indices, layout, shard, where)
-    out: dict[int, bytes] = {}
+    out: dict[int, bytes | memoryview] = {}
     for index in indices.values():
-        out.update(stored_chunks(data, index, where, wanted))
-    if layout.sharding.data_encoding == "gzip":
-        out = {cid: compression.decompress(payload, "gzip", f"chunk {cid} in {where}", data_limit)
-               for cid, payload in out.items()}
+        out.update(stored_chunks(data, index, where, wanted))  # type: ignore[arg-type]
     return out
 
 
-def apply_updates(chunks: dict[int, bytes], updates: "Mapping[int, bytes | None | Callable[[bytes | None], object]]"
-                  ) -> bool:
-    """Merge ``updates`` into a shard's ``chunks`` (chunk id -> bytes): bytes replace, None
-    deletes, a function of the old bytes (None: absent) returns one of those or False (leave
-    it). Whether anything changed."""
+def parse_shard(data: bytes, layout: ShardLayout, shard: int, where: str, wanted: set[int] | None = None,
+                index_limit: int | None = None, data_limit: int | None = None) -> dict[int, bytes]:
+    """Every chunk of a whole shard file (or those in ``wanted``), ``data_encoding`` undone
+    (bounded by ``data_limit``), checked as :func:`stored_shard` checks it."""
+    out = stored_shard(data, layout, shard, where, wanted, index_limit)
+    if layout.sharding.data_encoding == "gzip":
+        return {cid: compression.decompress(payload, "gzip", f"chunk {cid} in {where}", data_limit)
+                for cid, payload in out.items()}
+    return out  # type: ignore[return-value]
+
+
+def apply_updates(chunks: MutableMapping[int, bytes],
+                  updates: "Mapping[int, bytes | None | Callable[[bytes | None], object]]") -> bool:
+    """Merge ``updates`` into a shard's ``chunks`` (chunk id -> bytes; a dict, or a
+    :class:`~cloudvolume_lite.stores.shard_keep.ShardChunks` that inflates a stored chunk only
+    when a function asks for it): bytes replace, None deletes, a function of the old bytes
+    (None: absent) returns one of those or False (leave it). Whether anything changed."""
     changed = False
     for cid, data in updates.items():
         if callable(data):
-            data = data(chunks.get(cid))
+            data = data(chunks.get(cid))  # a ShardChunks inflates the old chunk here, bounded
             if data is False:
                 continue
         changed = True
         if data is None:
-            chunks.pop(cid, None)
+            if cid in chunks:
+                del chunks[cid]  # (a mapping's pop would read the chunk first)
         else:
             chunks[cid] = data  # type: ignore[assignment]
     return changed
@@ -266,22 +278,28 @@ def encode_minishard_index(ids: np.ndarray, starts: np.ndarray, sizes: np.ndarra
     return rows.astype("<u8").tobytes()
 
 
-def build_shard(chunks: Mapping[int, bytes], layout: ShardLayout) -> bytes:
-    """A whole shard file from chunk id -> encoded chunk bytes (``data_encoding`` applied here).
+def build_shard(chunks: Mapping[int, bytes], layout: ShardLayout,
+                stored: "Mapping[int, bytes | memoryview] | None" = None) -> bytes:
+    """A whole shard file from chunk id -> encoded chunk bytes (``data_encoding`` applied here)
+    and ``stored``: chunk id -> bytes as a shard file holds them (``data_encoding`` applied
+    already: copied as they are). An id is in one of the two, not both.
 
     Layout, as TensorStore writes it: [shard index][minishard 0 data][minishard 0 index]...
     """
     s = layout.sharding
-    ids = np.array(sorted(chunks), dtype=np.uint64)
+    stored = {} if stored is None else stored
+    ids = np.array(sorted([*chunks, *stored]), dtype=np.uint64)
     _, minis = layout.locate(ids)
     index = np.zeros((1 << s.minishard_bits, 2), dtype="<u8")
-    body: list[bytes] = []
+    body: list[bytes | memoryview] = []
     pos = layout.index_bytes
     for m in np.unique(minis):
         sel = ids[minis == m]
         starts, sizes = [], []
-        for cid in sel:
-            payload = compression.compress(chunks[int(cid)], "gzip" if s.data_encoding == "gzip" else None, level=9)
+        for cid in sel.tolist():
+            payload = stored.get(cid)
+            if payload is None:
+                payload = compression.compress(chunks[cid], "gzip" if s.data_encoding == "gzip" else None, level=9)
             starts.append(pos)
             sizes.append(len(payload))
             body.append(payload)

@@ -1,10 +1,13 @@
 """Writing chunks of a sharded scale: each touched shard file is read, merged and rewritten
 once, by compare-and-swap on the generation read where the inner store can write conditionally.
+The chunks a rewrite does not change keep their stored bytes (see ``shard_keep.py``): only the
+chunks written are encoded, and only those an update function reads are inflated.
 
 A mixin of :class:`~cloudvolume_lite.stores.sharded.ShardedStore`, which provides what it uses:
 ``inner`` (the store holding the shard files), ``layout`` (a ``ShardLayout``),
-``_chunk_location(key)``, ``_parse_shard(shard, data, wanted)``, ``_where(shard)`` (for
-messages) and ``_forget(shard)`` (drop its cached indices).
+``_chunk_location(key)``, ``_where(shard)`` (for messages), ``_forget(shard)`` (drop its
+cached indices), ``_index_limit`` and ``decoded_limit`` (bounds on inflating a minishard index
+and a chunk).
 """
 
 from __future__ import annotations
@@ -15,7 +18,8 @@ from .. import compression
 from ..errors import ConflictError, RequestError, StoreError
 from .base import ABSENT, Update
 from .retry import conflict_pause
-from .shard_index import apply_updates, build_shard
+from .shard_index import apply_updates, build_shard, stored_shard
+from .shard_keep import ShardChunks
 
 if TYPE_CHECKING:
     from ..sharding import ShardLayout
@@ -27,6 +31,8 @@ class ShardWrites:
 
     inner: "Store"
     layout: "ShardLayout"
+    decoded_limit: int | None
+    _index_limit: int
 
     def put_many(self, items: Mapping[str, bytes | None], *, content_type: str | None = None,
                  content_encoding: str | None = None) -> None:
@@ -69,7 +75,7 @@ class ShardWrites:
                 if expect is not None and (gen or ABSENT) != expect:
                     raise ConflictError(f"{self._where(shard)} is not at generation {expect} (it is at "
                                         f"{gen or 'nothing'}): another writer changed it")
-                merged = {} if got is None else self._parse_shard(shard, got.data, None)  # type: ignore[arg-type]
+                merged = self._stored(shard, None if got is None else got.data)
                 if absent is not None and absent in merged:
                     raise ConflictError(f"chunk {absent} already exists in {self._where(shard)}")
                 if not apply_updates(merged, updates):
@@ -79,7 +85,8 @@ class ShardWrites:
                     if merged or (cas and got is not None):
                         # an emptied shard is rewritten as an empty index rather than deleted, when
                         # deleting could drop a chunk another writer adds meanwhile
-                        return self.inner.put(name, build_shard(merged, self.layout),
+                        data = build_shard(merged.fresh, self.layout, merged.stored)
+                        return self.inner.put(name, data,
                                               content_type="application/octet-stream", if_generation=cond)
                     if got is not None:
                         self.inner.delete(name)
@@ -92,6 +99,14 @@ class ShardWrites:
                              "try again later, or give writers disjoint shards")
         finally:
             self._forget(shard)
+
+    def _stored(self, shard: int, data: bytes | None) -> ShardChunks:
+        """A shard file's chunks as stored (none when it is absent), its indices checked."""
+        where = self._where(shard)
+        # views of the file: kept chunks are copied once, into the new file
+        stored = {} if data is None else stored_shard(memoryview(data), self.layout, shard, where, None,
+                                                      self._index_limit)
+        return ShardChunks(stored, self.layout.sharding.data_encoding == "gzip", where, self.decoded_limit)
 
     def put(self, key: str, data: bytes, *, content_type: str | None = None, content_encoding: str | None = None,
             if_generation: str | None = None) -> str | None:
