@@ -32,7 +32,8 @@ from .stores import Store
 from .stores.batch import Gets
 
 #: a read of this many chunks or fewer from a CPU-bound store runs in the calling thread:
-#: waking another costs more than it saves
+#: waking another costs more than it saves, unless the store inflates each chunk (gzip'd
+#: shards: 8 chunks of ~64^3 take 7.4 ms inline, 6.0 ms on two threads)
 SMALL_READ = 8
 
 
@@ -153,7 +154,7 @@ def read(runtime: Runtime, scale: Scale, store: Store, req: Request, opts: ReadO
     batch = store.iter_get(list(todo), expected, runtime) if fetch is None else \
         Gets(fetch, list(todo), store.batch_width(runtime))
     width = getattr(batch, "width", runtime.workers_for_cpu)
-    if cpu_bound and len(todo) <= SMALL_READ:
+    if cpu_bound and len(todo) <= SMALL_READ and not store.inflates:
         width = 1
     try:
         with tracked(paste, len(todo), "cvl read", runtime.progress) as fn:

@@ -64,6 +64,9 @@ class Store(ABC):
     #: whole ``get`` (plain local files): a reader may then fetch only the part of a chunk it
     #: needs. False for adapters, whose caching or grouping only works on whole objects.
     cheap_ranges: bool = False
+    #: True when getting a chunk inflates it here (a sharded scale's gzip ``data_encoding``):
+    #: then even a few chunks are worth spreading over the cores
+    inflates: bool = False
 
     def __init__(self, url: StoreURL):
         self.url = url
@@ -305,6 +308,7 @@ class WrapperStore(Store):
         self.inner = inner
         self.default_parallel = inner.default_parallel
         self.latency_bound = inner.latency_bound
+        self.inflates = inner.inflates
 
     @property
     def supports_writes(self) -> bool:

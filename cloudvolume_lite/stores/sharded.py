@@ -83,6 +83,7 @@ class ShardedStore(ShardWrites, WrapperStore):
             raise RequestError(f"scale {scale.key} is not sharded")
         super().__init__(inner)
         self.layout = ShardLayout(scale.sharding, scale)
+        self.inflates = inner.inflates or scale.sharding.data_encoding == "gzip"
         self.recheck = recheck if recheck is not None else Recheck("open")
         self._index_cache_bytes = index_cache_bytes
         self._indices = ChunkLRU(index_cache_bytes, sizeof=_index_size)
