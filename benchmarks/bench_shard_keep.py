@@ -15,7 +15,6 @@ runs another checkout's package ("before"), interleaved; the shard files both le
 from __future__ import annotations
 
 import hashlib
-import resource
 import shutil
 import statistics
 import sys
@@ -27,24 +26,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common
-
-
-def _cpu() -> float:
-    r = resource.getrusage(resource.RUSAGE_SELF)
-    return r.ru_utime + r.ru_stime
-
-
-def _sharding(chunks: int) -> dict:
-    """One shard holding all ``chunks`` (a power of two) in 4 minishards, gzip'd chunks."""
-    bits = chunks.bit_length() - 1
-    return {"@type": "neuroglancer_uint64_sharded_v1", "preshift_bits": bits - 2, "hash": "identity",
-            "minishard_bits": 2, "shard_bits": 0, "minishard_index_encoding": "gzip", "data_encoding": "gzip"}
-
-
-def _shape(chunks: int) -> tuple[int, int, int]:
-    """A grid of ``chunks`` 16^3 chunks, as cubic as powers of two allow."""
-    bits = chunks.bit_length() - 1
-    return tuple(16 << (bits // 3 + (1 if i < bits % 3 else 0)) for i in range(3))  # type: ignore[return-value]
+from one_shard import cpu_seconds, grid_shape, one_shard
 
 
 def setup(pkg: Any, root: Path, data: np.ndarray, chunks: int, encoding: str) -> Any:
@@ -52,7 +34,7 @@ def setup(pkg: Any, root: Path, data: np.ndarray, chunks: int, encoding: str) ->
     shutil.rmtree(root, ignore_errors=True)
     vol = pkg.Volume.create(f"file://{root}", data_type="uint32", layer_type="segmentation", size=data.shape[:3],
                             chunk_size=(16, 16, 16), resolution=(1, 1, 1), encoding=encoding,
-                            sharding=_sharding(chunks))
+                            sharding=one_shard(chunks))
     vol[...] = data
     return vol
 
@@ -62,9 +44,9 @@ def run_one(vol: Any, root: Path, kind: str, value: int) -> dict:
     box = (slice(16, 32), slice(16, 32), slice(0, 16)) if kind == "aligned" else \
         (slice(20, 23), slice(20, 23), slice(5, 8))
     patch = np.full(tuple(s.stop - s.start for s in box), value, np.uint32)
-    c0, t0 = _cpu(), time.perf_counter()
+    c0, t0 = cpu_seconds(), time.perf_counter()
     vol[box] = patch
-    wall, cpu = time.perf_counter() - t0, _cpu() - c0
+    wall, cpu = time.perf_counter() - t0, cpu_seconds() - c0
     shard = next(root.glob("*/*.shard"))
     return {"wall": wall, "cpu": cpu, "sha": hashlib.sha1(shard.read_bytes()).hexdigest()}
 
@@ -81,7 +63,7 @@ def main() -> int:
     systems: dict[str, Any] = {"after": cloudvolume_lite}
     if args.baseline:
         systems["before"] = common.baseline_package(Path(args.baseline))
-    shape = _shape(args.chunks)
+    shape = grid_shape(args.chunks)
     data = np.random.default_rng(3).integers(0, 8, (*shape, 1), dtype=np.uint32)
     scratch = common.data_dir() / "shard-keep-scratch"
     vols = {s: setup(pkg, scratch / s, data, args.chunks, args.encoding) for s, pkg in systems.items()}

@@ -13,7 +13,6 @@ every rewrite of a shard file counts. ``--baseline DIR`` also runs another check
 from __future__ import annotations
 
 import hashlib
-import resource
 import shutil
 import statistics
 import sys
@@ -25,6 +24,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common
+from one_shard import cpu_seconds, grid_shape, one_shard
 
 
 def _wchar() -> int:
@@ -32,33 +32,14 @@ def _wchar() -> int:
         return next(int(line.split()[1]) for line in f if line.startswith("wchar:"))
 
 
-def _cpu() -> float:
-    r = resource.getrusage(resource.RUSAGE_SELF)
-    return r.ru_utime + r.ru_stime
-
-
-def _sharding(chunks: int) -> dict:
-    """One shard holding all ``chunks`` (a power of two) of mip 1, in 4 minishards."""
-    bits = chunks.bit_length() - 1
-    return {"@type": "neuroglancer_uint64_sharded_v1", "preshift_bits": bits - 2, "hash": "identity",
-            "minishard_bits": 2, "shard_bits": 0, "minishard_index_encoding": "gzip", "data_encoding": "gzip"}
-
-
-def _mip1_shape(chunks: int) -> tuple[int, int, int]:
-    """A mip-1 grid of ``chunks`` 16^3 chunks, as cubic as powers of two allow."""
-    bits = chunks.bit_length() - 1
-    per = [bits // 3 + (1 if i < bits % 3 else 0) for i in range(3)]
-    return tuple(16 << p for p in per)  # type: ignore[return-value]
-
-
 def run_one(pkg: Any, root: Path, data: np.ndarray, layer: str, sharded: bool, chunks: int) -> dict:
     """Create mip 0 from ``data`` (not timed), then time ``add_scale((2,2,2), downsample=True)``."""
     shutil.rmtree(root, ignore_errors=True)
     vol = pkg.Volume.from_numpy(data, f"file://{root}", chunk_size=(16, 16, 16), layer_type=layer)
-    spec = _sharding(chunks) if sharded else None
-    w0, c0, t0 = _wchar(), _cpu(), time.perf_counter()
+    spec = one_shard(chunks) if sharded else None
+    w0, c0, t0 = _wchar(), cpu_seconds(), time.perf_counter()
     mip = vol.add_scale((2, 2, 2), sharding=spec, downsample=True)
-    wall, cpu, written = time.perf_counter() - t0, _cpu() - c0, _wchar() - w0
+    wall, cpu, written = time.perf_counter() - t0, cpu_seconds() - c0, _wchar() - w0
     key = vol.scales[mip].key
     files = {p.name: hashlib.sha1(p.read_bytes()).hexdigest() for p in sorted((root / key).iterdir())}
     size = sum(p.stat().st_size for p in (root / key).iterdir())
@@ -77,7 +58,7 @@ def main() -> int:
     systems: dict[str, Any] = {"after": cloudvolume_lite}
     if args.baseline:
         systems["before"] = common.baseline_package(Path(args.baseline))
-    shape = tuple(2 * n for n in _mip1_shape(args.chunks))
+    shape = tuple(2 * n for n in grid_shape(args.chunks))
     rng = np.random.default_rng(3)
     lines = {
         "seg uint32 mode": (rng.integers(0, 8, (*shape, 1), dtype=np.uint32), "segmentation"),
