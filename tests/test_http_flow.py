@@ -16,16 +16,13 @@ from cloudvolume_lite.stores.http import HTTPStore
 from cloudvolume_lite.stores.http_fetch import LINK_BYTES_PER_S, MIN_IN_FLIGHT, RECEIVE_FLOOR, Fetcher, Reply
 from cloudvolume_lite.stores.window import Bodies, Window
 from fixtures_servers import LOOPBACK, Faults, RangeHTTPServer
+from served_files import random_files
 
 
 def _objects(root: Path, n: int, size: int) -> dict[str, bytes]:
-    rng = np.random.default_rng(size)
-    out = {}
-    for i in range(n):
-        data = rng.integers(0, 256, size, dtype=np.uint8).tobytes()
-        (root / f"f{size}_{i}").write_bytes(data)
-        out[f"/f{size}_{i}"] = data
-    return out
+    """{"/name": bytes} of ``n`` files of ``size`` random bytes, as the server's paths."""
+    files = random_files(root, [f"f{size}_{i}" for i in range(n)], size, seed=size)
+    return {"/" + name: data for name, data in files.items()}
 
 
 def _fetch_all(f: Fetcher, objs: dict[str, bytes], expected: int | None = None) -> dict[str, bytes]:

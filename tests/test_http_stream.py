@@ -9,22 +9,16 @@ import threading
 import time
 from pathlib import Path
 
-import numpy as np
 
 from cloudvolume_lite.stores.base import Versioned
 from cloudvolume_lite.stores.http_fetch import Fetcher, Reply
 from cloudvolume_lite.stores.streaming import REDO, FastGets, Later
 from fixtures_servers import RangeHTTPServer
+from served_files import random_files
 
 
 def _objects(root: Path, n: int, size: int = 3000) -> dict[str, bytes]:
-    rng = np.random.default_rng(3)
-    out = {}
-    for i in range(n):
-        data = rng.integers(0, 256, size, dtype=np.uint8).tobytes()
-        (root / f"k{i}").write_bytes(data)
-        out[f"k{i}"] = data
-    return out
+    return random_files(root, [f"k{i}" for i in range(n)], size, seed=3)
 
 
 def _fast(server: RangeHTTPServer, limit: int = 32) -> FastGets:

@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 
 import cloudvolume_lite as cvl
-from cloudvolume_lite.info import Info
 from cloudvolume_lite.sharding import (
     ShardLayout,
     compressed_morton,
@@ -24,6 +23,7 @@ from cloudvolume_lite.stores.base import Versioned
 from cloudvolume_lite.stores.memory import MemoryBuckets, MemoryStore
 from cloudvolume_lite.stores.sharded import ShardedStore
 from oracles import cvl_write, fixture_write, random_volume
+from served_files import sharded_scale
 
 MURMUR = dict(preshift_bits=0, hash="murmurhash3_x86_128", minishard_bits=2, shard_bits=1,
               minishard_index_encoding="gzip", data_encoding="gzip")
@@ -188,12 +188,7 @@ def test_a_shard_cut_short_is_a_decode_error(tmp_path: Path) -> None:
 
 # -- locations --------------------------------------------------------------------------------------
 def _scale(sharding: dict, size=(300, 200, 90), offset=(-64, 5, 7), chunk=(16, 8, 4)):  # noqa: ANN001, ANN202
-    return Info.from_json({
-        "type": "image", "data_type": "uint8", "num_channels": 1,
-        "scales": [{"key": "s", "size": list(size), "voxel_offset": list(offset), "resolution": [1, 1, 1],
-                    "chunk_sizes": [list(chunk)], "encoding": "raw",
-                    "sharding": {"@type": "neuroglancer_uint64_sharded_v1", **sharding}}],
-    }).scales[0]
+    return sharded_scale(sharding, size, offset, chunk)
 
 
 @pytest.mark.parametrize("sharding", [

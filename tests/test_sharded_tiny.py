@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 
 import cloudvolume_lite as cvl
-from cloudvolume_lite.info import Info
 from cloudvolume_lite.sharding import NAME_TABLE_MOST, ShardLayout
 from cloudvolume_lite.stores import shard_index
 from oracles import fixture_write, random_volume
+from served_files import sharded_scale
 
 MURMUR = dict(preshift_bits=0, hash="murmurhash3_x86_128", minishard_bits=2, shard_bits=1,
               minishard_index_encoding="gzip", data_encoding="gzip")
@@ -30,13 +30,7 @@ def _write(path: Path, sharding: dict = MURMUR, seed: int = 0) -> np.ndarray:
     return truth
 
 
-def _scale(sharding: dict, size, offset, chunk):  # noqa: ANN001, ANN202
-    return Info.from_json({
-        "type": "image", "data_type": "uint8", "num_channels": 1,
-        "scales": [{"key": "s", "size": list(size), "voxel_offset": list(offset), "resolution": [1, 1, 1],
-                    "chunk_sizes": [list(chunk)], "encoding": "raw",
-                    "sharding": {"@type": "neuroglancer_uint64_sharded_v1", **sharding}}],
-    }).scales[0]
+_scale = sharded_scale
 
 
 # -- names and locations ---------------------------------------------------------------------------
