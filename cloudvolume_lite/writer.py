@@ -5,7 +5,7 @@ from __future__ import annotations
 import reprlib
 from dataclasses import dataclass
 from math import prod
-from typing import Any, Callable, Literal, Mapping, Sequence
+from typing import Any, Callable, Literal, Mapping, Sequence, TypeVar
 
 import numpy as np
 
@@ -19,10 +19,16 @@ from .runtime import Runtime
 from .sharding import ShardLayout
 from .stores import Store
 from .stores.base import Update
+from .stores.shard_keep import StoredChunk
 
 ZeroPolicy = Literal["write", "skip", "delete"]
 Cell = tuple[int, int, int]
+T = TypeVar("T")
+R = TypeVar("R")
 _IMAGE_CODECS = ("jpeg", "png", "jxl")
+#: chunks one group (or slab) must have before their encoding is spread over the ``cpu`` lane:
+#: one or two cost less in the calling thread than the hand-offs to another would
+SPREAD_LEAST = 3
 
 
 class DefaultCompression(str):
@@ -116,6 +122,31 @@ def _as_array(array: Any, req: Request, dtype: np.dtype) -> np.ndarray:
     return arr
 
 
+def spread(rt: Runtime, fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
+    """``[fn(x) for x in items]``, on the ``cpu`` lane's threads too (one per core) when there
+    are at least ``SPREAD_LEAST`` items: encoding and compressing chunks (zlib, libdeflate and
+    the codecs release the GIL) is CPU-bound work that waits on nothing."""
+    if len(items) < SPREAD_LEAST or rt.workers_for_cpu < 2:
+        return [fn(x) for x in items]
+    out: list[Any] = [None] * len(items)
+
+    def one(i: int) -> None:
+        out[i] = fn(items[i])
+
+    rt.run(one, range(len(items)), rt.workers_for_cpu, lane="cpu")
+    return out
+
+
+def stored_form(scale: Scale) -> Callable[[bytes], "bytes | StoredChunk"]:
+    """What a whole chunk's encoded bytes become before they go to ``scale``'s store: on a
+    sharded scale, the bytes its shard file holds (gzip'd here, on the thread that encoded
+    the chunk, rather than one after another in the shard's rewrite); else the bytes."""
+    if scale.sharding is None:
+        return lambda data: data
+    encoding = scale.sharding.data_encoding
+    return lambda data: StoredChunk.of(data, encoding)
+
+
 def groups_of_cells(scale: Scale, cells: list[tuple[int, int, int]]) -> list[list[tuple[int, int, int]]]:
     """Units of work that never share a storage object: one per shard when sharded, else per chunk."""
     if scale.sharding is None or not cells:
@@ -147,22 +178,26 @@ def write(rt: Runtime, scale: Scale, store: Store, key: Any, array: Any, opts: W
     enc = transport_encoding(opts, scale, store)
     nc = opts.num_channels
     all_channels = req.channels == slice(0, nc, 1)
+    whole = stored_form(scale)
 
     def encoded(data: np.ndarray, spec: ChunkSpec) -> bytes | None | bool:
         if zero_chunks != "write" and not np.any(data):
             return None if zero_chunks == "delete" else False
         return compression.compress(codec.encode(data, spec), enc)
 
-    def chunk_item(cell: tuple[int, int, int]) -> bytes | None | bool | Update:
-        """Encoded bytes for one chunk (``None``: delete it, ``False``: leave it alone), or,
-        for a chunk the write covers only in part, the read-modify-write that makes them."""
+    def chunk_item(cell: tuple[int, int, int]) -> bytes | StoredChunk | None | bool | Update:
+        """Encoded bytes for one chunk (``None``: delete it, ``False``: leave it alone; a
+        :class:`StoredChunk` on a sharded scale), or, for a chunk the write covers only in
+        part, the read-modify-write that makes them (run in the shard's rewrite, which needs
+        the old chunk: its result is plain bytes)."""
         cb = scale.chunk_bbox(cell)
         inter = cb.intersection(req.bbox)
         src = tuple(slice(l - r, h - r) for l, h, r in zip(inter.minpt, inter.maxpt, req.bbox.minpt))
         name = scale.chunk_name(cell)
         spec = ChunkSpec((*cb.size, nc), opts.dtype, scale, store.url.key_url(name))  # type: ignore[arg-type]
         if inter == cb and all_channels:
-            return encoded(arr[src], spec)
+            out = encoded(arr[src], spec)
+            return out if out is None or out is False else whole(out)  # type: ignore[arg-type]
         dst = tuple(slice(l - c, h - c) for l, h, c in zip(inter.minpt, inter.maxpt, cb.minpt))
 
         def modify(old: bytes | None) -> bytes | None | bool:
@@ -182,9 +217,9 @@ def write(rt: Runtime, scale: Scale, store: Store, key: Any, array: Any, opts: W
     def write_group(cells: list[tuple[int, int, int]]) -> None:
         # partial chunks are read-modify-written by compare-and-swap where the store can (and
         # redone if another writer changed them meanwhile); under locking the lock guards them
-        items: dict[str, bytes | None | Update] = {}
-        for cell in cells:
-            out = chunk_item(cell)
+        # a shard's chunks are encoded on every core: its rewrite then copies their bytes
+        items: dict[str, bytes | StoredChunk | None | Update] = {}
+        for cell, out in zip(cells, spread(rt, chunk_item, cells)):
             if out is not False:
                 items[scale.chunk_name(cell)] = out  # type: ignore[assignment]
         if items:
@@ -279,37 +314,46 @@ def fill_chunks(rt: Runtime, scale: Scale, store: Store, cells: Sequence[Cell], 
 
     Slabs are made at most ``slab_bytes`` at a time (several small ones at once, on the
     ``tasks`` lane, since ``make`` may wait on reads: the scattered chunks of a hashed shard),
-    each one's chunks encoded as soon as it is made. The encoded bytes are written together at
+    each one's chunks encoded as soon as it is made (by every core, see :func:`spread`; a sharded
+    scale's are also put in their shard file's ``data_encoding`` there, so the rewrite of a shard
+    does no chunk's gzip, see :func:`stored_form`). The encoded bytes are written together at
     the end (or whenever ``flush_bytes`` have gathered): one ``update_many`` per storage object,
     so a shard's chunks cost one read-merge-write of the shard, not one each. The bytes stored
     are those :func:`write` stores for the same arrays."""
     codec = get_codec(scale.encoding)
     enc = transport_encoding(opts, scale, store)
 
-    def made(slab: Bbox, members: list[Cell]) -> dict[Cell, bytes]:
+    whole = stored_form(scale)
+
+    def made(slab: Bbox, members: list[Cell]) -> tuple[dict[Cell, "bytes | StoredChunk"], int]:
+        """A slab's chunks as they go to the store, and their encoded (not yet gzip'd for a
+        shard) bytes, which the flushes count as they always have."""
         data = make(slab)
-        out: dict[Cell, bytes] = {}
-        for cell in members:
+
+        def chunk(cell: Cell) -> tuple[bytes | StoredChunk, int]:
             cb = scale.chunk_bbox(cell)
             part = data[tuple(slice(l - s, h - s) for l, h, s in zip(cb.minpt, cb.maxpt, slab.minpt))]
             spec = ChunkSpec((*cb.size, opts.num_channels), opts.dtype, scale,  # type: ignore[arg-type]
                              store.url.key_url(scale.chunk_name(cell)))
-            out[cell] = compression.compress(codec.encode(part, spec), enc)
-        return out
+            out = compression.compress(codec.encode(part, spec), enc)
+            return whole(out), len(out)
 
-    items: dict[Cell, bytes] = {}
+        got = spread(rt, chunk, members)  # a slab may be a whole shard's chunks: every core encodes them
+        return {cell: item for cell, (item, _) in zip(members, got)}, sum(n for _, n in got)
+
+    items: dict[Cell, bytes | StoredChunk] = {}
     pending = 0
     slabs = plan_slabs(scale, cells, max(1, slab_bytes // max(1, voxel_cost)))
     for wave in _waves(slabs, slab_bytes, voxel_cost):
-        results: list[dict[Cell, bytes]] = [{}] * len(wave)
+        results: list[tuple[dict[Cell, bytes | StoredChunk], int]] = [({}, 0)] * len(wave)
 
         def one(i: int, wave: list[tuple[Bbox, list[Cell]]] = wave, results: list = results) -> None:
             results[i] = made(*wave[i])
 
         rt.run(one, range(len(wave)), rt.parallel, lane="tasks")
-        for got in results:
+        for got, nbytes in results:
             items.update(got)
-            pending += sum(map(len, got.values()))
+            pending += nbytes
         if pending >= flush_bytes:
             put_chunks(scale, store, items, opts, enc)
             items, pending = {}, 0
@@ -332,10 +376,11 @@ def _waves(slabs: list[tuple[Bbox, list[Cell]]], budget: int, voxel_cost: int) -
     return waves
 
 
-def put_chunks(scale: Scale, store: Store, items: Mapping[Cell, bytes], opts: WriteOptions,
+def put_chunks(scale: Scale, store: Store, items: "Mapping[Cell, bytes | StoredChunk]", opts: WriteOptions,
                enc: str | None) -> None:
-    """Store encoded whole chunks (``enc``: their transport compression): one ``update_many``
-    per chunk, or per shard when sharded (under the store's lock when ``opts.locking``)."""
+    """Store encoded whole chunks (``enc``: their transport compression; a sharded scale's as
+    :class:`StoredChunk` s): one ``update_many`` per chunk, or per shard when sharded (under
+    the store's lock when ``opts.locking``)."""
     for cells in groups_of_cells(scale, list(items)):
         batch = {scale.chunk_name(c): items[c] for c in cells}
         if not opts.locking:

@@ -19,6 +19,7 @@ import numpy as np
 from .. import compression
 from ..errors import DecodeError
 from ..sharding import ShardLayout
+from .shard_keep import ShardChunks, StoredChunk, shard_payload
 
 MAX_RANGE = 1 << 32  # no single chunk or minishard index is larger than 4 GiB
 
@@ -247,13 +248,23 @@ def parse_shard(data: bytes, layout: ShardLayout, shard: int, where: str, wanted
 
 
 def apply_updates(chunks: MutableMapping[int, bytes],
-                  updates: "Mapping[int, bytes | None | Callable[[bytes | None], object]]") -> bool:
+                  updates: "Mapping[int, bytes | None | StoredChunk | Callable[[bytes | None], object]]") -> bool:
     """Merge ``updates`` into a shard's ``chunks`` (chunk id -> bytes; a dict, or a
     :class:`~cloudvolume_lite.stores.shard_keep.ShardChunks` that inflates a stored chunk only
     when a function asks for it): bytes replace, None deletes, a function of the old bytes
-    (None: absent) returns one of those or False (leave it). Whether anything changed."""
+    (None: absent) returns one of those or False (leave it). A
+    :class:`~cloudvolume_lite.stores.shard_keep.StoredChunk` (bytes as the shard file holds
+    them, made ahead by the writer) goes into a ShardChunks of its encoding as it is, into
+    anything else inflated. Whether anything changed."""
     changed = False
     for cid, data in updates.items():
+        if isinstance(data, StoredChunk):
+            changed = True
+            if isinstance(chunks, ShardChunks) and chunks.takes(data):
+                chunks.keep(cid, data.payload)
+            else:
+                chunks[cid] = data()
+            continue
         if callable(data):
             data = data(chunks.get(cid))  # a ShardChunks inflates the old chunk here, bounded
             if data is False:
@@ -299,7 +310,7 @@ def build_shard(chunks: Mapping[int, bytes], layout: ShardLayout,
         for cid in sel.tolist():
             payload = stored.get(cid)
             if payload is None:
-                payload = compression.compress(chunks[cid], "gzip" if s.data_encoding == "gzip" else None, level=9)
+                payload = shard_payload(chunks[cid], s.data_encoding)
             starts.append(pos)
             sizes.append(len(payload))
             body.append(payload)

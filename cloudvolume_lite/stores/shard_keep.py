@@ -2,10 +2,15 @@
 their stored bytes (``data_encoding`` still applied) and go into the new file as they are;
 the chunks it writes are held plain and encoded when the file is built. So patching one
 chunk of a shard of hundreds costs one chunk's compression, not the shard's.
+
+A writer with many new chunks for a shard encodes them itself, on several threads, as
+:class:`StoredChunk` s (:func:`shard_payload`, the one encoding a shard file's chunks get):
+the rewrite, which runs in one thread per shard, then only copies their bytes.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Iterator, Mapping, MutableMapping
 
 from .. import compression
@@ -14,6 +19,35 @@ from ..errors import DecodeError
 #: a gzip member's first bytes: magic, then method 8 (deflate); it is at least 18 bytes long
 _GZIP_HEAD = b"\x1f\x8b\x08"
 _GZIP_LEAST = 18
+
+
+def shard_payload(data: bytes, data_encoding: str) -> bytes:
+    """One chunk's bytes as a shard file of ``data_encoding`` holds them: gzip at level 9
+    (what TensorStore writes), or the bytes as they are (``raw``)."""
+    return compression.compress(data, "gzip", level=9) if data_encoding == "gzip" else data
+
+
+@dataclass(frozen=True, slots=True)
+class StoredChunk:
+    """A chunk for a sharded store's ``update_many``, given as a shard file of ``encoding``
+    (its ``data_encoding``) holds it: ``payload`` is :func:`shard_payload` of the plain chunk,
+    so the file built from it is the one the plain chunk would make. A rewrite of a shard of
+    that encoding copies the payload as it is. Called (as a read-modify-write ignoring the
+    old bytes), it gives the plain chunk: what any other store, or a shard of another
+    encoding, stores in its place."""
+
+    payload: bytes
+    encoding: str
+
+    def __call__(self, old: "bytes | None" = None) -> bytes:
+        if self.encoding == "gzip":
+            return compression.decompress(self.payload, "gzip", "a chunk gzip'd for a shard")
+        return self.payload
+
+    @classmethod
+    def of(cls, data: bytes, data_encoding: str) -> "StoredChunk":
+        """The stored form of the plain chunk ``data`` in a shard file of ``data_encoding``."""
+        return cls(shard_payload(data, data_encoding), data_encoding)
 
 
 class ShardChunks(MutableMapping[int, bytes]):
@@ -64,6 +98,17 @@ class ShardChunks(MutableMapping[int, bytes]):
         self.stored.pop(cid, None)
         self.fresh[cid] = data
 
+    def takes(self, chunk: StoredChunk) -> bool:
+        """Whether ``chunk``'s payload is in this shard's ``data_encoding`` (then :meth:`keep` it)."""
+        return (chunk.encoding == "gzip") == self._gzipped
+
+    def keep(self, cid: int, payload: bytes) -> None:
+        """Set chunk ``cid`` to ``payload``, already encoded as this shard stores chunks (see
+        :meth:`takes`): it goes into the file as it is. Not checked as kept chunks are: it was
+        made here, not read from a file."""
+        self.fresh.pop(cid, None)
+        self.stored[cid] = payload
+
     def __delitem__(self, cid: int) -> None:
         if self.stored.pop(cid, None) is None and self.fresh.pop(cid, None) is None:
             raise KeyError(cid)
@@ -79,4 +124,4 @@ class ShardChunks(MutableMapping[int, bytes]):
         return len(self.stored) + len(self.fresh)
 
 
-__all__ = ["ShardChunks"]
+__all__ = ["ShardChunks", "StoredChunk", "shard_payload"]

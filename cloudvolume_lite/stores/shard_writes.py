@@ -19,7 +19,7 @@ from ..errors import ConflictError, RequestError, StoreError
 from .base import ABSENT, Update
 from .retry import conflict_pause
 from .shard_index import apply_updates, build_shard, stored_shard
-from .shard_keep import ShardChunks
+from .shard_keep import ShardChunks, StoredChunk
 
 if TYPE_CHECKING:
     from ..sharding import ShardLayout
@@ -45,23 +45,27 @@ class ShardWrites:
                     content_encoding: str | None = None) -> None:
         """Plain writes and read-modify-writes of chunks, each touched shard merged and
         rewritten once by compare-and-swap (the functions see the chunks of the shard version
-        the rewrite builds on, and run again if it has to be redone)."""
+        the rewrite builds on, and run again if it has to be redone). A
+        :class:`~cloudvolume_lite.stores.shard_keep.StoredChunk` is already encoded as the
+        shard holds it (``content_encoding`` does not apply to it): its bytes are copied in."""
         def plain(data: "bytes | None | bool", key: str) -> "bytes | None | bool":
             if isinstance(data, (bytes, bytearray, memoryview)) and content_encoding is not None:
                 return compression.decompress(data, content_encoding, key)  # shards use data_encoding
             return data
 
-        by_shard: dict[int, dict[int, "bytes | None | Update"]] = {}
+        by_shard: dict[int, dict[int, "bytes | None | StoredChunk | Update"]] = {}
         for key, value in items.items():
             cid, shard, _ = self._chunk_location(key)
-            if callable(value):
+            if isinstance(value, StoredChunk):  # encoded as the shard stores it: not by content_encoding
+                by_shard.setdefault(shard, {})[cid] = value
+            elif callable(value):
                 by_shard.setdefault(shard, {})[cid] = lambda old, fn=value, key=key: plain(fn(old), key)
             else:
                 by_shard.setdefault(shard, {})[cid] = plain(value, key)  # type: ignore[assignment]
         for shard, updates in by_shard.items():
             self._rewrite(shard, updates)
 
-    def _rewrite(self, shard: int, updates: Mapping[int, "bytes | None | Update"], expect: str | None = None,
+    def _rewrite(self, shard: int, updates: Mapping[int, "bytes | None | StoredChunk | Update"], expect: str | None = None,
                  absent: int | None = None) -> str | None:
         """Merge ``updates`` into a shard by compare-and-swap, retried on conflict; the new
         generation. ``expect``: fail (ConflictError) unless the shard is at that generation;
