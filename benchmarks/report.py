@@ -306,7 +306,7 @@ def http_section(results: dict[str, dict]) -> str:
         parts.append(wrap(
             "Where a run measured it, floor MB/s is bench_http's floor (a bare client keeping enough requests "
             "in flight, plus the decoding on two threads) and cvl vs floor is cvl's median wall time over the "
-            "floor's fastest round (runs before this rule used the floor's median): 1.00 is at the floor, lower is better."
+            "floor's fastest round: 1.00 is at the floor, lower is better."
         ))
     parts += [http_caption(kind, d) + "\n\n" + http_table(d) + http_p32_note(d) for kind, d in found]
     return "\n\n".join(parts)
