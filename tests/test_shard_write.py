@@ -308,6 +308,17 @@ def one_shard(root: Path, rng: np.random.Generator) -> tuple[np.ndarray, str, Pa
     return truth, url, shard, ShardLayout(scale.sharding, scale)
 
 
+def only_shard(vol: cvl.Volume, root: Path) -> tuple[bytes, dict[int, bytes]]:
+    """The bytes of the one shard file under ``root`` and its chunks (data_encoding undone),
+    after checking that building a shard from those chunks makes exactly that file."""
+    [shard] = sorted(root.glob("*/*.shard"))
+    layout = ShardLayout(vol.scale.sharding, vol.scale)
+    data = shard.read_bytes()
+    plain = shard_index.parse_shard(data, layout, 0, shard.name)
+    assert shard_index.build_shard(plain, layout) == data
+    return data, plain
+
+
 def peers_read(url: str, want: np.ndarray) -> None:
     import tensorstore as ts
     from cloudvolume import CloudVolume
@@ -362,10 +373,7 @@ def test_a_one_chunk_write_into_a_cvl_shard_leaves_the_file_a_full_rebuild_makes
     vol[...] = truth
     vol[0:8, 8:16, 0:8] = 5
     vol[3:5, 20:22, 9:10] = 6
-    [shard] = sorted((tmp_path / "v").glob("*/*.shard"))
-    layout = ShardLayout(vol.scale.sharding, vol.scale)
-    data = shard.read_bytes()
-    assert shard_index.build_shard(shard_index.parse_shard(data, layout, 0, shard.name), layout) == data
+    only_shard(vol, tmp_path / "v")
 
 
 def _planted(tmp_path: Path, rng: np.random.Generator, payload: bytes) -> tuple[str, Path, ShardLayout, int]:
